@@ -1,0 +1,21 @@
+//! Process-group names: the only way actors and the edge find each other.
+//!
+//! One group per message type (a member of a group only ever receives that group's enum; a
+//! wrong-typed message would be dropped silently by ractor_cluster).
+
+/// The master actor(s): `crate::master::MasterMsg`.
+pub const MASTER: &str = "troupe.master";
+/// Every worker actor: `crate::worker::WorkerMsg`.
+pub const WORKER: &str = "troupe.worker";
+/// One node-info actor per node process: `crate::node_info::NodeInfoMsg`.
+pub const NODE: &str = "troupe.node";
+
+/// Prefix of the per-name worker groups (`troupe.worker.<name>`).
+pub const NAMED_WORKER_PREFIX: &str = "troupe.worker.";
+
+/// Groups that must have a member for the cluster to be ready to serve.
+pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER];
+
+pub fn named_worker(name: &str) -> String {
+    format!("{NAMED_WORKER_PREFIX}{name}")
+}

@@ -1,0 +1,17 @@
+//! troupe's service actors and the runtime pieces they share.
+//!
+//! Owns: the actors (one module each, with its messages, state and handlers), their wire codec,
+//! the durable store, the per-node supervisor and the cluster-wide call helper.
+//! Must not touch: HTTP, command-line parsing or process management; those live in `http-edge`
+//! and `nodes`.
+
+pub mod codec;
+pub mod groups;
+pub mod master;
+pub mod membership;
+pub mod node_info;
+pub mod rpc;
+pub mod store;
+pub mod supervisor;
+pub mod time;
+pub mod worker;

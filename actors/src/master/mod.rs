@@ -1,0 +1,317 @@
+//! The master: the job relay's durable log and dispatcher.
+//!
+//! Accepts jobs (answering only after they are committed), hands each to the worker with the
+//! fewest jobs in flight, and records the worker's finished event. Jobs wait durably while no
+//! worker exists. A job comes back to the queue when its worker leaves the worker group (its
+//! node died or drained) or when its lease runs out (a hung node), so it is re-sent; workers
+//! write a file named by the job id, so a re-sent job rewrites the same file.
+
+pub mod messages;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ractor::pg::{self, GroupChangeMessage};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+pub use messages::*;
+use state::{InFlight, JobLog, JobRecord};
+
+use crate::groups;
+use crate::time::now_micros;
+use crate::worker::{JobAssignment, WorkerMsg};
+
+/// A worker's report error is retried on another worker this many times in all.
+const MAX_ATTEMPTS: u32 = 3;
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct MasterArgs {
+    pub store_path: PathBuf,
+    /// How long a worker may hold a job without reporting before it is sent elsewhere.
+    pub lease: Duration,
+}
+
+pub struct MasterState {
+    log: JobLog,
+    lease: Duration,
+    waiters: HashMap<String, Vec<RpcReplyPort<JobLookup>>>,
+    /// Rotates ties between equally loaded workers.
+    turn: usize,
+}
+
+pub struct Master;
+
+impl Actor for Master {
+    type Msg = MasterMsg;
+    type State = MasterState;
+    type Arguments = MasterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MasterMsg>,
+        args: MasterArgs,
+    ) -> Result<MasterState, ActorProcessingErr> {
+        let log = JobLog::open(&args.store_path)?;
+        if !log.queue.is_empty() {
+            tracing::info!(jobs = log.queue.len(), "resuming unfinished jobs");
+        }
+        pg::join(groups::MASTER.into(), vec![myself.get_cell()]);
+        pg::monitor(groups::WORKER.into(), myself.get_cell());
+        myself.send_interval(TICK, || MasterMsg::Tick);
+        Ok(MasterState {
+            log,
+            lease: args.lease,
+            waiters: HashMap::new(),
+            turn: 0,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        _myself: ActorRef<MasterMsg>,
+        state: &mut MasterState,
+    ) -> Result<(), ActorProcessingErr> {
+        dispatch(state);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<MasterMsg>,
+        msg: MasterMsg,
+        state: &mut MasterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            MasterMsg::Submit(job, reply) => submit(state, job, reply),
+            MasterMsg::Get(id, reply) => {
+                let _ = reply.send(JobLookup(state.log.view(&id)?));
+            }
+            MasterMsg::AwaitDone(id, reply) => match state.log.view(&id)? {
+                Some(view) if !view.status.is_final() => {
+                    state.waiters.entry(id).or_default().push(reply);
+                }
+                found => {
+                    let _ = reply.send(JobLookup(found));
+                }
+            },
+            MasterMsg::Finished(report) => finished(state, report),
+            MasterMsg::Tick => {
+                expire_leases(state);
+                dispatch(state);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<MasterMsg>,
+        event: SupervisionEvent,
+        state: &mut MasterState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ProcessGroupChanged(change) = event {
+            match change {
+                GroupChangeMessage::Leave(_, group, gone) if group == groups::WORKER => {
+                    let gone: Vec<ActorId> = gone.iter().map(|c| c.get_id()).collect();
+                    requeue_where(state, |f| gone.contains(&f.worker), "its worker left");
+                    dispatch(state);
+                }
+                GroupChangeMessage::Join(_, group, _) if group == groups::WORKER => {
+                    dispatch(state);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn submit(state: &mut MasterState, job: NewJob, reply: RpcReplyPort<SubmitReply>) {
+    let now = now_micros();
+    let id = uuid::Uuid::now_v7().to_string();
+    let record = JobRecord {
+        view: JobView {
+            job_id: id.clone(),
+            status: JobStatus::Queued,
+            file: None,
+            worker: None,
+            node: None,
+            created_at: now,
+            updated_at: now,
+            error: None,
+        },
+        text: job.text,
+        attempts: 0,
+    };
+    let view = record.view.clone();
+    let committed = state.log.persist(&record);
+    tokio::spawn(async move {
+        let answer = committed.await.map(|_| view).map_err(|e| e.to_string());
+        let _ = reply.send(SubmitReply(answer));
+    });
+    state.log.active.insert(id.clone(), record);
+    state.log.queue.push_back(id);
+    dispatch(state);
+}
+
+/// Hands queued jobs to the least loaded workers; leaves them queued when there is none.
+fn dispatch(state: &mut MasterState) {
+    if state.log.queue.is_empty() {
+        return;
+    }
+    let workers = pg::get_members(&groups::WORKER.to_string());
+    if workers.is_empty() {
+        return;
+    }
+    let mut load: HashMap<ActorId, usize> = workers.iter().map(|w| (w.get_id(), 0)).collect();
+    for f in state.log.in_flight.values() {
+        if let Some(n) = load.get_mut(&f.worker) {
+            *n += 1;
+        }
+    }
+    while let Some(id) = state.log.queue.pop_front() {
+        let Some(record) = state.log.active.get_mut(&id) else {
+            continue;
+        };
+        state.turn = state.turn.wrapping_add(1);
+        let offset = state.turn % workers.len();
+        let target = (0..workers.len())
+            .map(|i| &workers[(i + offset) % workers.len()])
+            .min_by_key(|w| load[&w.get_id()])
+            .expect("workers is not empty");
+        let assignment = JobAssignment {
+            job_id: id.clone(),
+            text: record.text.clone(),
+            attempt: record.attempts + 1,
+        };
+        if ActorRef::<WorkerMsg>::from(target.clone())
+            .cast(WorkerMsg::Run(assignment))
+            .is_err()
+        {
+            // The member is on its way out; its Leave event will trigger another dispatch.
+            state.log.queue.push_front(id);
+            return;
+        }
+        *load.get_mut(&target.get_id()).expect("known worker") += 1;
+        record.attempts += 1;
+        record.view.status = JobStatus::Running;
+        record.view.updated_at = now_micros();
+        let write = state.log.persist(&state.log.active[&id]);
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                tracing::error!("cannot record dispatch: {e}");
+            }
+        });
+        state.log.in_flight.insert(
+            id,
+            InFlight {
+                worker: target.get_id(),
+                since: Instant::now(),
+            },
+        );
+    }
+}
+
+fn finished(state: &mut MasterState, report: JobFinished) {
+    let Some(mut record) = state.log.active.remove(&report.job_id) else {
+        on_late_report(state, &report);
+        return;
+    };
+    state.log.in_flight.remove(&report.job_id);
+    let now = now_micros();
+    match report.outcome {
+        Ok(file) => {
+            tracing::info!(
+                "job {} written to {} on {}/{}",
+                report.job_id,
+                file,
+                report.node,
+                report.worker
+            );
+            record.view.status = JobStatus::Done;
+            record.view.file = Some(file);
+            record.view.error = None;
+        }
+        Err(error) if record.attempts < MAX_ATTEMPTS => {
+            tracing::warn!(job = %report.job_id, worker = %report.worker, %error, "job failed; retrying");
+            record.view.error = Some(error);
+            state.log.queue.push_back(report.job_id.clone());
+            state.log.active.insert(report.job_id, record);
+            dispatch(state);
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(job = %report.job_id, %error, "job failed for good");
+            record.view.status = JobStatus::Failed;
+            record.view.error = Some(error);
+        }
+    }
+    record.view.worker = Some(report.worker);
+    record.view.node = Some(report.node);
+    record.view.updated_at = now;
+    let view = record.view.clone();
+    let committed = state.log.persist(&record);
+    let waiters = state.waiters.remove(&view.job_id).unwrap_or_default();
+    tokio::spawn(async move {
+        match committed.await {
+            Ok(()) => {
+                for w in waiters {
+                    let _ = w.send(JobLookup(Some(view.clone())));
+                }
+            }
+            // Waiters are dropped: their callers time out and read the job again.
+            Err(e) => tracing::error!(job = %view.job_id, "cannot record outcome: {e}"),
+        }
+    });
+    dispatch(state);
+}
+
+/// A report for a job that is already final: a re-sent job that ran twice. The master's record
+/// wins; a second copy written elsewhere is removed so the cluster keeps one file per job.
+fn on_late_report(state: &MasterState, report: &JobFinished) {
+    let Ok(Some(view)) = state.log.view(&report.job_id) else {
+        return;
+    };
+    // Workers of one node share its files dir: a copy on the recorded node is the record's file.
+    let same_node = view.node.as_deref() == Some(&report.node);
+    if report.outcome.is_ok() && !same_node {
+        tracing::info!(job = %report.job_id, worker = %report.worker, "duplicate copy; asking its worker to discard it");
+        let _ = crate::rpc::cast(
+            &groups::named_worker(&report.worker),
+            WorkerMsg::Discard(report.job_id.clone()),
+        );
+    }
+}
+
+fn expire_leases(state: &mut MasterState) {
+    let lease = state.lease;
+    let members: Vec<ActorId> = pg::get_members(&groups::WORKER.to_string())
+        .iter()
+        .map(|c| c.get_id())
+        .collect();
+    requeue_where(
+        state,
+        |f| f.since.elapsed() > lease || !members.contains(&f.worker),
+        "its lease expired or its worker is gone",
+    );
+}
+
+fn requeue_where(state: &mut MasterState, pred: impl Fn(&InFlight) -> bool, why: &str) {
+    let mut back: Vec<String> = state
+        .log
+        .in_flight
+        .iter()
+        .filter(|(_, f)| pred(f))
+        .map(|(id, _)| id.clone())
+        .collect();
+    back.sort();
+    for id in back.iter().rev() {
+        state.log.in_flight.remove(id);
+        state.log.queue.push_front(id.clone());
+    }
+    if !back.is_empty() {
+        tracing::warn!(jobs = back.len(), "re-sending jobs: {why}");
+    }
+}

@@ -1,0 +1,25 @@
+//! The worker's wire messages.
+
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::wire_type;
+
+/// A job handed out by the master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobAssignment {
+    pub job_id: String,
+    pub text: String,
+    /// 1 for the first send; higher when re-sent.
+    pub attempt: u32,
+}
+
+wire_type!(JobAssignment);
+
+#[derive(RactorClusterMessage)]
+pub enum WorkerMsg {
+    /// Write the job's text to its file, then report to the master.
+    Run(JobAssignment),
+    /// Delete this job's file: the master recorded the job as done elsewhere.
+    Discard(String),
+}

@@ -1,0 +1,160 @@
+//! The worker: does the jobs the master hands out and reports each outcome back.
+//!
+//! A worker belongs to the `troupe.worker` group and to its own `troupe.worker.<name>` group.
+//! Jobs run as tasks, so a slow one never blocks the mailbox. On stop it lets running jobs
+//! finish (the supervisor's deadline bounds that) so their reports still reach the master.
+//! When it starts, it removes files of jobs the master has recorded as done on another node:
+//! copies left by a crash between writing and reporting.
+
+pub mod files;
+pub mod messages;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use messages::*;
+
+use crate::groups;
+use crate::master::{JobFinished, JobStatus, MasterMsg};
+use crate::rpc;
+
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    pub name: String,
+    pub node: String,
+    pub data_dir: PathBuf,
+    /// Deadline of each call to the master.
+    pub call_timeout: Duration,
+}
+
+pub struct WorkerState {
+    args: Arc<WorkerArgs>,
+    running: JoinSet<()>,
+    cleanup: JoinHandle<()>,
+}
+
+pub struct Worker;
+
+impl Actor for Worker {
+    type Msg = WorkerMsg;
+    type State = WorkerState;
+    type Arguments = WorkerArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        args: WorkerArgs,
+    ) -> Result<WorkerState, ActorProcessingErr> {
+        std::fs::create_dir_all(args.data_dir.join(files::FILES_DIR))?;
+        let args = Arc::new(args);
+        let cleanup = tokio::spawn(remove_orphans(args.clone()));
+        pg::join(groups::WORKER.into(), vec![myself.get_cell()]);
+        pg::join(groups::named_worker(&args.name), vec![myself.get_cell()]);
+        Ok(WorkerState {
+            args,
+            running: JoinSet::new(),
+            cleanup,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        msg: WorkerMsg,
+        state: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        while state.running.try_join_next().is_some() {}
+        match msg {
+            WorkerMsg::Run(job) => {
+                state.running.spawn(run_job(state.args.clone(), job));
+            }
+            WorkerMsg::Discard(job_id) => {
+                if let Err(e) = files::remove_job_file(&state.args.data_dir, &job_id) {
+                    tracing::warn!(job = %job_id, "cannot discard duplicate file: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<WorkerMsg>,
+        state: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.cleanup.abort();
+        if !state.running.is_empty() {
+            tracing::info!(worker = %state.args.name, jobs = state.running.len(), "finishing running jobs");
+        }
+        while state.running.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
+    let data_dir = args.data_dir.clone();
+    let job_id = job.job_id.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        files::write_job_file(&data_dir, &job.job_id, &job.text)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|written| written.map_err(|e| e.to_string()));
+    let report = JobFinished {
+        job_id,
+        worker: args.name.clone(),
+        node: args.node.clone(),
+        outcome,
+    };
+    report_to_master(report).await;
+}
+
+/// Sends the outcome to a master, retrying briefly while none is reachable. Giving up is safe:
+/// the master re-sends a job whose report never came.
+async fn report_to_master(report: JobFinished) {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..8 {
+        match rpc::cast(groups::MASTER, MasterMsg::Finished(report.clone())) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(job = %report.job_id, "cannot report yet: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::warn!(job = %report.job_id, "no master to report to; it will re-send the job");
+}
+
+async fn remove_orphans(args: Arc<WorkerArgs>) {
+    let ids = files::job_ids_on_disk(&args.data_dir);
+    for id in ids {
+        let mut delay = Duration::from_millis(100);
+        let view = loop {
+            match rpc::call(
+                groups::MASTER,
+                |reply| MasterMsg::Get(id.clone(), reply),
+                args.call_timeout,
+            )
+            .await
+            {
+                Ok(found) => break found.0,
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let Some(view) = view else { continue };
+        if view.status == JobStatus::Done && view.node.as_deref() != Some(args.node.as_str()) {
+            tracing::info!(job = %id, "removing copy of a job recorded on {:?}", view.node);
+            if let Err(e) = files::remove_job_file(&args.data_dir, &id) {
+                tracing::warn!(job = %id, "cannot remove orphan: {e}");
+            }
+        }
+    }
+}

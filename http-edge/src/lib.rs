@@ -1,0 +1,80 @@
+//! The HTTP edge as a library: HTTP in, actor messages out, replies back as HTTP.
+//!
+//! Owns: routing, request parsing and validation, the mapping of actor replies and call errors
+//! to each API family's JSON bodies, and the draining switch used during shutdown.
+//! Must not own: business rules or storage; everything a request needs comes from an actor
+//! through `troupe_actors::rpc`, with a deadline.
+
+pub mod draining;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use troupe_actors::membership::Membership;
+
+pub use draining::Draining;
+
+/// Limits and deadlines of the edge.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Deadline of every actor call made for a request.
+    pub call_timeout: Duration,
+    /// How long `POST /jobs?wait=true` waits for the job to finish.
+    pub wait_timeout: Duration,
+    /// Largest job text accepted (bytes).
+    pub max_text_bytes: usize,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(30),
+            max_text_bytes: 1024 * 1024,
+            max_body_bytes: 2 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<EdgeConfig>,
+    pub membership: Membership,
+    pub draining: Draining,
+}
+
+/// The public listener's routes.
+pub fn public_router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .merge(routes::jobs::router())
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            draining::refuse_while_draining,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .with_state(state)
+}
+
+/// The internal listener's routes: services the briefs keep away from external clients.
+pub fn internal_router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::router())
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            draining::refuse_while_draining,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .with_state(state)
+}

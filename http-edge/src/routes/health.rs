@@ -1,0 +1,128 @@
+//! `/healthz`, `/readyz` and `/cluster`: is this process up, can the cluster serve, who is where.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use ractor::pg;
+use serde_json::{json, Value};
+use troupe_actors::groups;
+use troupe_actors::node_info::{NodeInfo, NodeInfoMsg};
+use troupe_actors::rpc;
+use troupe_actors::time::micros_to_rfc3339;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/cluster", get(cluster))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let status = if state.draining.is_draining() {
+        "draining"
+    } else {
+        "ok"
+    };
+    Json(json!({ "status": status }))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let missing: Vec<&str> = groups::SERVICE_GROUPS
+        .iter()
+        .copied()
+        .filter(|g| pg::get_members(&g.to_string()).is_empty())
+        .collect();
+    let reachable = state.membership.any_up();
+    if state.draining.is_draining() || !reachable || !missing.is_empty() {
+        let reason = if state.draining.is_draining() {
+            "shutting down".to_string()
+        } else if !reachable {
+            "no cluster node is reachable".to_string()
+        } else {
+            format!("no member in {}", missing.join(", "))
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": reason, "missing": missing})),
+        );
+    }
+    (StatusCode::OK, Json(json!({"status": "ready"})))
+}
+
+async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
+    // Ask every node's info actor, concurrently, each call bounded by the call timeout.
+    let members = pg::get_members(&groups::NODE.to_string());
+    let timeout = state.config.call_timeout;
+    let infos = futures::future::join_all(members.into_iter().map(|m| async move {
+        let node_id = m.get_id().node();
+        let info: Option<NodeInfo> = rpc::call_member(groups::NODE, m, NodeInfoMsg::Info, timeout)
+            .await
+            .ok();
+        (node_id, info)
+    }))
+    .await;
+    let by_name: HashMap<String, NodeInfo> = infos
+        .iter()
+        .filter_map(|(_, i)| i.clone().map(|i| (i.name.clone(), i)))
+        .collect();
+    let node_of: HashMap<u64, String> = infos
+        .iter()
+        .filter_map(|(id, i)| i.as_ref().map(|i| (*id, i.name.clone())))
+        .collect();
+
+    let nodes: Vec<Value> = state
+        .membership
+        .snapshot()
+        .into_iter()
+        .map(|p| {
+            let info = by_name.get(short_name(&p.name));
+            json!({
+                "name": short_name(&p.name),
+                "addr": info.map(|i| i.addr.clone()).unwrap_or(p.addr),
+                "status": if p.up { "up" } else { "down" },
+                "since": micros_to_rfc3339(p.since),
+                "roles": info.map(|i| i.roles.clone()).unwrap_or_default(),
+            })
+        })
+        .collect();
+
+    let mut group_map: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for group in pg::which_groups() {
+        if !group.starts_with("troupe.") || group == groups::NODE {
+            continue;
+        }
+        let members = pg::get_members(&group)
+            .into_iter()
+            .map(|m| {
+                let id = m.get_id();
+                json!({
+                    "node": node_of.get(&id.node()).cloned(),
+                    "actor": id.to_string(),
+                })
+            })
+            .collect();
+        group_map.insert(group, members);
+    }
+    let mut workers: Vec<Value> = by_name
+        .values()
+        .flat_map(|i| {
+            i.workers
+                .iter()
+                .map(|w| json!({"name": w, "node": i.name}))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    workers.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Json(json!({ "nodes": nodes, "groups": group_map, "workers": workers }))
+}
+
+/// ractor_cluster names peers `name@host`; the API shows the name given with `--name`.
+fn short_name(full: &str) -> &str {
+    full.split('@').next().unwrap_or(full)
+}

@@ -1,0 +1,188 @@
+//! Command-line and environment configuration: one typed struct per subcommand.
+//!
+//! Every flag also reads a `TROUPE_...` variable; list flags take commas there. Durations accept
+//! `500ms`, `2s`, `1m`, or a bare number of seconds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "troupe",
+    version,
+    about = "A supervised actor cluster running backend services"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one cluster node hosting the given service roles.
+    Node(NodeArgs),
+    /// Run the HTTP edge: a cluster node with no roles that turns HTTP into actor messages.
+    Edge(EdgeArgs),
+    /// Run a whole local cluster (nodes and edge) as child processes.
+    Up(UpArgs),
+}
+
+/// Settings every cluster member needs.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Address the cluster listener binds (loopback unless told otherwise).
+    #[arg(
+        long = "cluster",
+        env = "TROUPE_CLUSTER",
+        default_value = "127.0.0.1:4370"
+    )]
+    pub cluster: SocketAddr,
+    /// Cluster members to dial (and re-dial whenever the connection drops).
+    #[arg(long = "seed", env = "TROUPE_SEEDS", value_delimiter = ',', num_args = 1..)]
+    pub seeds: Vec<String>,
+    /// Shared secret of the cluster; required.
+    #[arg(long, env = "TROUPE_COOKIE", hide_env_values = true)]
+    pub cookie: Option<String>,
+    /// Deadline of every call to another actor.
+    #[arg(long, env = "TROUPE_CALL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub call_timeout: Duration,
+    /// How long shutdown waits for in-flight work before it stops anyway.
+    #[arg(long, env = "TROUPE_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Node name; unique in the cluster and stable across restarts.
+    #[arg(long, env = "TROUPE_NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Service roles this node runs: master, worker.
+    #[arg(
+        long,
+        env = "TROUPE_ROLES",
+        value_delimiter = ',',
+        default_value = "master,worker"
+    )]
+    pub roles: Vec<String>,
+    /// Names of the workers this node runs (with the worker role); default `<name>-worker`.
+    #[arg(long = "workers", env = "TROUPE_WORKERS", value_delimiter = ',')]
+    pub workers: Vec<String>,
+    /// Data directory: one redb file per stateful actor, plus worker files.
+    #[arg(long, env = "TROUPE_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// How long a worker may hold a job without reporting before the master re-sends it.
+    #[arg(long, env = "TROUPE_JOB_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// Name of the edge in the cluster.
+    #[arg(long, env = "TROUPE_NAME", default_value = "edge")]
+    pub name: String,
+    /// Public HTTP listener.
+    #[arg(long, env = "TROUPE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Internal HTTP listener (services not meant for external clients).
+    #[arg(long, env = "TROUPE_INTERNAL_HTTP", default_value = "127.0.0.1:8081")]
+    pub internal_http: SocketAddr,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// How long `POST /jobs?wait=true` waits for the job.
+    #[arg(long, env = "TROUPE_WAIT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub wait_timeout: Duration,
+    /// Largest job text, in bytes.
+    #[arg(long, env = "TROUPE_MAX_TEXT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_text_bytes: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "TROUPE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Number of node processes.
+    #[arg(long, env = "TROUPE_NODES", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Public HTTP listener of the edge.
+    #[arg(long, env = "TROUPE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Internal HTTP listener; default: the port after --http.
+    #[arg(long, env = "TROUPE_INTERNAL_HTTP")]
+    pub internal_http: Option<SocketAddr>,
+    /// Data directory; each node keeps its files under `<data>/<node name>`.
+    #[arg(long, env = "TROUPE_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// First of consecutive cluster ports; default: free ports picked by the OS.
+    #[arg(long, env = "TROUPE_CLUSTER_PORT_BASE")]
+    pub cluster_port_base: Option<u16>,
+    /// Worker names, spread over the worker nodes; default worker-1 .. worker-N.
+    #[arg(long, env = "TROUPE_WORKER_NAMES", value_delimiter = ',')]
+    pub worker_names: Vec<String>,
+    #[arg(long, env = "TROUPE_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_deadline: Duration,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+
+    #[test]
+    fn cli_parses_node_flags() {
+        let cli = Cli::try_parse_from([
+            "troupe",
+            "node",
+            "--name",
+            "n1",
+            "--cluster",
+            "127.0.0.1:5000",
+            "--seed",
+            "127.0.0.1:5001",
+            "127.0.0.1:5002",
+            "--roles",
+            "master,worker",
+            "--cookie",
+            "c",
+        ])
+        .unwrap();
+        let Command::Node(n) = cli.command else {
+            panic!()
+        };
+        assert_eq!(n.cluster.seeds.len(), 2);
+        assert_eq!(n.roles, vec!["master", "worker"]);
+    }
+}

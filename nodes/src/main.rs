@@ -1,0 +1,79 @@
+//! The `troupe` binary: parses its subcommand and hands over to the runner for it.
+
+mod cluster;
+mod config;
+mod edge;
+mod node;
+mod roles;
+mod signals;
+mod up;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use config::{Cli, Command};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,ractor_cluster=warn,ractor=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    log_config(&cli.command);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("troupe: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => {
+                require_cookie(&args.cluster)?;
+                node::run(args).await
+            }
+            Command::Edge(args) => {
+                require_cookie(&args.cluster)?;
+                edge::run(args).await
+            }
+            Command::Up(args) => up::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("troupe: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn require_cookie(cluster: &config::ClusterArgs) -> Result<(), String> {
+    match cluster.cookie.as_deref() {
+        Some(c) if !c.is_empty() => Ok(()),
+        _ => Err(
+            "a cluster cookie is required: pass --cookie or set TROUPE_COOKIE \
+                  (troupe up makes one for its children)"
+                .into(),
+        ),
+    }
+}
+
+/// Logs the resolved configuration, with the cookie redacted.
+fn log_config(command: &Command) {
+    let mut shown = format!("{command:?}");
+    let cookie = match command {
+        Command::Node(a) => a.cluster.cookie.clone(),
+        Command::Edge(a) => a.cluster.cookie.clone(),
+        Command::Up(_) => None,
+    };
+    if let Some(c) = cookie.filter(|c| !c.is_empty()) {
+        shown = shown.replace(&c, "<redacted>");
+    }
+    tracing::info!(config = %shown, "troupe starting");
+}

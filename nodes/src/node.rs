@@ -1,0 +1,86 @@
+//! `troupe node`: one cluster member running a supervisor with the actors of its roles.
+
+use std::process::ExitCode;
+
+use ractor::Actor;
+use tokio::sync::oneshot;
+use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
+use troupe_actors::supervisor::{
+    ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,
+};
+
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::config::NodeArgs;
+use crate::roles::{self, Placement};
+use crate::signals;
+
+pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
+    let cookie = args.cluster.cookie.clone().unwrap_or_default();
+    std::fs::create_dir_all(&args.data)
+        .map_err(|e| format!("cannot create data dir {}: {e}", args.data.display()))?;
+    let workers = roles::worker_names(&args.name, &args.roles, &args.workers);
+    let placement = Placement {
+        node: &args.name,
+        data: &args.data,
+        workers: &workers,
+        call_timeout: args.cluster.call_timeout,
+        job_lease: args.job_lease,
+    };
+    let mut children = vec![{
+        let info = NodeInfo {
+            name: args.name.clone(),
+            addr: args.cluster.cluster.to_string(),
+            roles: args.roles.clone(),
+            workers: workers.clone(),
+        };
+        ChildSpec::new("node-info", move || (NodeInfoActor, info.clone()))
+    }];
+    children.extend(roles::children(&args.roles, &placement).map_err(|e| e.to_string())?);
+
+    let cluster = Cluster::start(ClusterOptions {
+        name: args.name.clone(),
+        listen: args.cluster.cluster,
+        cookie,
+        seeds: args.cluster.seeds.clone(),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    let (escalation_tx, escalation) = oneshot::channel();
+    let (supervisor, supervisor_task) = Actor::spawn(
+        None,
+        NodeSupervisor,
+        SupervisorArgs {
+            children,
+            policy: RestartPolicy::default(),
+            escalation: Some(escalation_tx),
+        },
+    )
+    .await
+    .map_err(|e| format!("node {} cannot start: {e}", args.name))?;
+    tracing::info!(node = %args.name, roles = ?args.roles, workers = ?workers, "node running");
+
+    let code = tokio::select! {
+        sig = signals::shutdown_requested() => {
+            tracing::info!(node = %args.name, signal = sig, "draining");
+            let deadline = args.cluster.shutdown_deadline;
+            let stopped = supervisor
+                .call(|done| SupervisorMsg::Shutdown { deadline, done }, Some(deadline * 2))
+                .await;
+            if stopped.is_err() {
+                tracing::warn!("supervisor did not stop within the deadline");
+            }
+            let _ = supervisor_task.await;
+            ExitCode::SUCCESS
+        }
+        reason = escalation => {
+            let reason = reason.unwrap_or_else(|_| "supervisor stopped".into());
+            tracing::error!(node = %args.name, %reason, "node giving up");
+            let _ = supervisor_task.await;
+            ExitCode::FAILURE
+        }
+    };
+    cluster.shutdown().await;
+    tracing::info!(node = %args.name, "stopped");
+    Ok(code)
+}
