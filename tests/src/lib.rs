@@ -1,1 +1,329 @@
+//! A harness for tests that run real `troupe` processes.
+//!
+//! Each [`TestCluster`] owns a temp dir (one data dir per node, one log file per process), its
+//! own free ports and its own cookie, so tests run in parallel without meeting. Processes are
+//! killed when the cluster is dropped; on a failing test the tail of every log is printed.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// The `troupe` binary: `TROUPE_BIN` if set, else built once per test process.
+pub fn troupe_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(bin) = std::env::var("TROUPE_BIN") {
+            return PathBuf::from(bin);
+        }
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "troupe-nodes", "--bin", "troupe"])
+            .current_dir(workspace)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building troupe failed");
+        workspace.join("target/debug/troupe")
+    })
+    .clone()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One process of the cluster and how to start it again.
+pub struct Proc {
+    pub args: Vec<String>,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub cookie: String,
+    pub http: SocketAddr,
+    pub internal_http: SocketAddr,
+    pub node_addrs: BTreeMap<String, SocketAddr>,
+    procs: BTreeMap<String, Proc>,
+    pub client: reqwest::Client,
+}
+
+impl Default for TestCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestCluster {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            cookie: uuid::Uuid::new_v4().simple().to_string(),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            internal_http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            node_addrs: BTreeMap::new(),
+            procs: BTreeMap::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Starts a node; it dials every node started before it. `extra` are more flags.
+    pub fn start_node(&mut self, name: &str, roles: &[&str], workers: &[&str], extra: &[&str]) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--name".into(),
+            name.into(),
+            "--cluster".into(),
+            addr.to_string(),
+            "--roles".into(),
+            roles.join(","),
+            "--data".into(),
+            self.data_dir(name).display().to_string(),
+        ];
+        if !workers.is_empty() {
+            args.extend(["--workers".into(), workers.join(",")]);
+        }
+        for seed in self.node_addrs.values() {
+            args.extend(["--seed".into(), seed.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.node_addrs.insert(name.into(), addr);
+        self.spawn(name, args);
+    }
+
+    /// Starts the edge, dialing every node started so far.
+    pub fn start_edge(&mut self, extra: &[&str]) {
+        let mut args: Vec<String> = vec![
+            "edge".into(),
+            "--http".into(),
+            self.http.to_string(),
+            "--internal-http".into(),
+            self.internal_http.to_string(),
+            "--cluster".into(),
+            SocketAddr::from(([127, 0, 0, 1], free_port())).to_string(),
+        ];
+        for seed in self.node_addrs.values() {
+            args.extend(["--seed".into(), seed.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn("edge", args);
+    }
+
+    fn spawn(&mut self, name: &str, args: Vec<String>) {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut proc = Proc {
+            args,
+            child: None,
+            log,
+        };
+        proc.child = Some(self.launch(&proc));
+        self.procs.insert(name.into(), proc);
+    }
+
+    fn launch(&self, proc: &Proc) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&proc.log)
+            .unwrap();
+        Command::new(troupe_bin())
+            .args(&proc.args)
+            .env("TROUPE_COOKIE", &self.cookie)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start troupe")
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(&mut self, name: &str) {
+        let proc = self.procs.get_mut(name).expect("known process");
+        if let Some(mut child) = proc.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal and waits (bounded) for the exit status.
+    pub fn signal_and_wait(&mut self, name: &str, signal: Signal, within: Duration) -> ExitStatus {
+        let proc = self.procs.get_mut(name).expect("known process");
+        let mut child = proc.child.take().expect("process is running");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > within {
+                let _ = child.kill();
+                panic!("{name} did not exit within {within:?} after {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Signals without waiting; the process keeps draining in the background.
+    pub fn send_signal(&self, name: &str, signal: Signal) {
+        let child = self.procs[name].child.as_ref().expect("process is running");
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    }
+
+    pub fn wait_exit(&mut self, name: &str, within: Duration) -> ExitStatus {
+        let proc = self.procs.get_mut(name).expect("known process");
+        let mut child = proc.child.take().expect("process is running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{name} did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a stopped process again with the same flags (same name, port and data dir).
+    pub fn restart(&mut self, name: &str) {
+        let child = self.launch(&self.procs[name]);
+        self.procs.get_mut(name).unwrap().child = Some(child);
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(&self.procs[name].log).unwrap_or_default()
+    }
+
+    /// Waits until `GET /readyz` is 200.
+    pub async fn wait_ready(&self) {
+        let client = self.client.clone();
+        let url = self.url("/readyz");
+        eventually(Duration::from_secs(60), "cluster ready", || {
+            let client = client.clone();
+            let url = url.clone();
+            async move { matches!(client.get(&url).send().await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+    }
+
+    /// Waits until `/cluster` lists `n` workers.
+    pub async fn wait_workers(&self, n: usize) {
+        let client = self.client.clone();
+        let url = self.url("/cluster");
+        eventually(Duration::from_secs(60), "workers joined", || {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let Ok(r) = client.get(&url).send().await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                v["groups"]["troupe.worker"].as_array().map(|a| a.len()) == Some(n)
+            }
+        })
+        .await;
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (name, proc) in self.procs.iter_mut() {
+            if let Some(mut child) = proc.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            if std::thread::panicking() {
+                let log = std::fs::read_to_string(&proc.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- last lines of {name} ----");
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `within`. For conditions in other
+/// processes that announce themselves only through their API.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < within, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Job ids of the files under a node's data dir.
+pub fn job_files(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("files")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .into_string()
+                .ok()?
+                .strip_suffix(".txt")
+                .map(String::from)
+        })
+        .collect()
+}

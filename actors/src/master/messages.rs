@@ -83,4 +83,6 @@ pub enum MasterMsg {
     Finished(JobFinished),
     /// Periodic: re-send jobs whose lease expired, dispatch what waits.
     Tick,
+    /// From the master itself: a job's outcome is committed; answer its waiters.
+    Settled(String),
 }

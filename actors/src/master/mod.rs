@@ -79,7 +79,7 @@ impl Actor for Master {
 
     async fn handle(
         &self,
-        _myself: ActorRef<MasterMsg>,
+        myself: ActorRef<MasterMsg>,
         msg: MasterMsg,
         state: &mut MasterState,
     ) -> Result<(), ActorProcessingErr> {
@@ -88,15 +88,21 @@ impl Actor for Master {
             MasterMsg::Get(id, reply) => {
                 let _ = reply.send(JobLookup(state.log.view(&id)?));
             }
-            MasterMsg::AwaitDone(id, reply) => match state.log.view(&id)? {
-                Some(view) if !view.status.is_final() => {
+            // An active job's waiters are answered once its outcome is committed (`Settled`).
+            MasterMsg::AwaitDone(id, reply) => {
+                if state.log.active.contains_key(&id) {
                     state.waiters.entry(id).or_default().push(reply);
+                } else {
+                    let _ = reply.send(JobLookup(state.log.view(&id)?));
                 }
-                found => {
-                    let _ = reply.send(JobLookup(found));
+            }
+            MasterMsg::Finished(report) => finished(&myself, state, report),
+            MasterMsg::Settled(id) => {
+                let view = state.log.active.remove(&id).map(|r| r.view);
+                for w in state.waiters.remove(&id).unwrap_or_default() {
+                    let _ = w.send(JobLookup(view.clone()));
                 }
-            },
-            MasterMsg::Finished(report) => finished(state, report),
+            }
             MasterMsg::Tick => {
                 expire_leases(state);
                 dispatch(state);
@@ -214,13 +220,17 @@ fn dispatch(state: &mut MasterState) {
     }
 }
 
-fn finished(state: &mut MasterState, report: JobFinished) {
-    let Some(mut record) = state.log.active.remove(&report.job_id) else {
+fn finished(myself: &ActorRef<MasterMsg>, state: &mut MasterState, report: JobFinished) {
+    let Some(record) = state
+        .log
+        .active
+        .get_mut(&report.job_id)
+        .filter(|r| !r.view.status.is_final())
+    else {
         on_late_report(state, &report);
         return;
     };
     state.log.in_flight.remove(&report.job_id);
-    let now = now_micros();
     match report.outcome {
         Ok(file) => {
             tracing::info!(
@@ -237,8 +247,7 @@ fn finished(state: &mut MasterState, report: JobFinished) {
         Err(error) if record.attempts < MAX_ATTEMPTS => {
             tracing::warn!(job = %report.job_id, worker = %report.worker, %error, "job failed; retrying");
             record.view.error = Some(error);
-            state.log.queue.push_back(report.job_id.clone());
-            state.log.active.insert(report.job_id, record);
+            state.log.queue.push_back(report.job_id);
             dispatch(state);
             return;
         }
@@ -250,19 +259,18 @@ fn finished(state: &mut MasterState, report: JobFinished) {
     }
     record.view.worker = Some(report.worker);
     record.view.node = Some(report.node);
-    record.view.updated_at = now;
-    let view = record.view.clone();
-    let committed = state.log.persist(&record);
-    let waiters = state.waiters.remove(&view.job_id).unwrap_or_default();
+    record.view.updated_at = now_micros();
+    // The record stays active until its outcome is on disk, so waiters never read an older one.
+    let committed = state.log.persist(&state.log.active[&report.job_id]);
+    let myself = myself.clone();
+    let id = report.job_id;
     tokio::spawn(async move {
         match committed.await {
             Ok(()) => {
-                for w in waiters {
-                    let _ = w.send(JobLookup(Some(view.clone())));
-                }
+                let _ = myself.cast(MasterMsg::Settled(id));
             }
-            // Waiters are dropped: their callers time out and read the job again.
-            Err(e) => tracing::error!(job = %view.job_id, "cannot record outcome: {e}"),
+            // Waiters stay: their callers time out and read the job again.
+            Err(e) => tracing::error!(job = %id, "cannot record outcome: {e}"),
         }
     });
     dispatch(state);

@@ -1,0 +1,285 @@
+//! The job relay end to end, with real node processes: placement, durability across SIGKILL,
+//! re-sending of jobs lost with a worker's node, and the edge's answers when the master is gone.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use troupe_tests::{eventually, job_files, TestCluster};
+
+async fn job_status(c: &TestCluster, id: &str) -> serde_json::Value {
+    let (status, body) = c.get_json(&format!("/jobs/{id}")).await;
+    assert_eq!(status, 200, "GET /jobs/{id}: {body}");
+    body
+}
+
+async fn wait_all_done(c: &TestCluster, ids: &[String], within: Duration) {
+    eventually(within, "every job done", || async {
+        for id in ids {
+            let (s, b) = c.get_json(&format!("/jobs/{id}")).await;
+            if s != 200 || b["status"] != "done" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_written_by_a_worker_on_another_node() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_node("n2", &["worker"], &["w-a"], &[]);
+    c.start_edge(&[]);
+    c.wait_ready().await;
+
+    let (status, body) = c
+        .post_json("/jobs?wait=true", json!({"text": "hello from the edge"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "done");
+    assert_eq!(body["node"], "n2");
+    assert_eq!(body["worker"], "w-a");
+    let id = body["job_id"].as_str().unwrap().to_string();
+    let file = body["file"].as_str().unwrap();
+    assert_eq!(file, format!("files/{id}.txt"));
+    let written = std::fs::read_to_string(c.data_dir("n2").join(file)).unwrap();
+    assert_eq!(written, "hello from the edge");
+    assert!(
+        job_files(&c.data_dir("n1")).is_empty(),
+        "the master's node writes nothing"
+    );
+
+    let got = job_status(&c, &id).await;
+    assert_eq!(got["status"], "done");
+    assert_eq!(got["file"], body["file"]);
+    assert!(c
+        .log("n1")
+        .contains(&format!("job {id} written to {file} on n2/w-a")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_arrives_as_json_form_or_query_and_bad_input_is_refused() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master", "worker"], &["w"], &[]);
+    c.start_edge(&[]);
+    c.wait_ready().await;
+
+    let form = c
+        .client
+        .post(c.url("/jobs"))
+        .form(&[("text", "from a form")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 202);
+    let queued: serde_json::Value = form.json().await.unwrap();
+    assert_eq!(queued["status"], "queued");
+    let by_query = c
+        .client
+        .post(c.url("/jobs?text=from%20a%20query&wait=true"))
+        .send()
+        .await
+        .unwrap();
+    let status = by_query.status();
+    let done: serde_json::Value = by_query.json().await.unwrap();
+    assert_eq!(status, 200, "{done}");
+    let text = std::fs::read_to_string(c.data_dir("n1").join(done["file"].as_str().unwrap()));
+    assert_eq!(text.unwrap(), "from a query");
+
+    let (s, b) = c.post_json("/jobs", json!({"text": ""})).await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("text")), "{b}");
+    let (s, b) = c.post_json("/jobs", json!({"txt": "typo"})).await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("text")), "{b}");
+    let malformed = c
+        .client
+        .post(c.url("/jobs"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let b: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(b["field"], "body");
+    let (s, b) = c
+        .post_json("/jobs", json!({"text": "x".repeat(1024 * 1024 + 1)}))
+        .await;
+    assert_eq!(s, 413, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("limit"));
+    let (s, b) = c.get_json(&format!("/jobs/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(s, 404);
+    assert!(b["error"].as_str().unwrap().contains("no job"));
+    let (s, b) = c.get_json("/no/such/route").await;
+    assert_eq!(s, 404);
+    assert!(b["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_wait_durably_for_a_worker() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_edge(&[]);
+    // No worker yet: the cluster is not ready, but jobs are accepted and kept.
+    // The edge may still be dialing the master: retry until the job is accepted.
+    let start = Instant::now();
+    let accepted = loop {
+        let sent = c
+            .client
+            .post(c.url("/jobs"))
+            .json(&json!({"text": "patience"}))
+            .send()
+            .await;
+        if let Ok(r) = sent {
+            if r.status() == 202 {
+                break r.json::<serde_json::Value>().await.unwrap();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "never accepted");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let id = accepted["job_id"].as_str().unwrap().to_string();
+    let (s, ready) = c.get_json("/readyz").await;
+    assert_eq!(s, 503, "{ready}");
+    assert!(ready["missing"].to_string().contains("troupe.worker"));
+    assert_eq!(job_status(&c, &id).await["status"], "queued");
+
+    c.start_node("n2", &["worker"], &["late"], &[]);
+    wait_all_done(&c, std::slice::from_ref(&id), Duration::from_secs(30)).await;
+    assert_eq!(job_status(&c, &id).await["worker"], "late");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_survive_sigkill_of_a_worker_node_with_one_file_each() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_node("n2", &["worker"], &["w2"], &[]);
+    c.start_node("n3", &["worker"], &["w3"], &[]);
+    c.start_edge(&[]);
+    c.wait_ready().await;
+    c.wait_workers(2).await;
+
+    let total = 200;
+    let mut ids = Vec::with_capacity(total);
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..total {
+        if i == total / 3 {
+            // Kill mid-stream: some jobs are in flight on n3, some written but not reported.
+            c.kill("n3");
+        }
+        let client = c.client.clone();
+        let url = c.url("/jobs");
+        pending.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"text": format!("job number {i}")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let body: serde_json::Value = r.json().await.unwrap();
+            (i, body["job_id"].as_str().unwrap().to_string())
+        }));
+        if pending.len() >= 16 {
+            use futures::StreamExt;
+            ids.push(pending.next().await.unwrap().unwrap());
+        }
+    }
+    for p in pending {
+        ids.push(p.await.unwrap());
+    }
+    let id_list: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
+    wait_all_done(&c, &id_list, Duration::from_secs(60)).await;
+
+    // n3 comes back and removes copies of jobs the master recorded elsewhere.
+    c.restart("n3");
+    let (n2, n3) = (c.data_dir("n2"), c.data_dir("n3"));
+    eventually(
+        Duration::from_secs(30),
+        "exactly one file per job",
+        || async {
+            let mut count: HashMap<String, usize> = HashMap::new();
+            for id in job_files(&n2).into_iter().chain(job_files(&n3)) {
+                *count.entry(id).or_default() += 1;
+            }
+            count.len() == total && count.values().all(|&n| n == 1)
+        },
+    )
+    .await;
+    for (i, id) in &ids {
+        let job = job_status(&c, id).await;
+        let node = job["node"].as_str().unwrap();
+        let text = std::fs::read_to_string(c.data_dir(node).join(job["file"].as_str().unwrap()));
+        assert_eq!(text.unwrap(), format!("job number {i}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_masters_node_killed_and_restarted_loses_no_accepted_job() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_node("n2", &["worker"], &["w"], &[]);
+    c.start_edge(&["--call-timeout", "2s"]);
+    c.wait_ready().await;
+
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let (s, b) = c.post_json("/jobs", json!({"text": format!("t{i}")})).await;
+        assert_eq!(s, 202, "{b}");
+        ids.push(b["job_id"].as_str().unwrap().to_string());
+    }
+    c.kill("n1");
+
+    // With the master gone the edge answers 503 with a message, well within the call timeout.
+    let start = Instant::now();
+    let (s, b) = c.post_json("/jobs", json!({"text": "while down"})).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("unavailable"));
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    c.restart("n1");
+    c.wait_ready().await;
+    wait_all_done(&c, &ids, Duration::from_secs(60)).await;
+    let mut files = job_files(&c.data_dir("n2"));
+    files.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(files, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_edge_and_nodes_with_exit_code_zero() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_node("n2", &["worker"], &["w"], &[]);
+    c.start_edge(&[]);
+    c.wait_ready().await;
+    let (s, _) = c
+        .post_json("/jobs?wait=true", json!({"text": "last"}))
+        .await;
+    assert_eq!(s, 200);
+
+    let edge = c.signal_and_wait("edge", Signal::SIGTERM, Duration::from_secs(20));
+    assert!(edge.success(), "edge exit: {edge:?}");
+    let worker = c.signal_and_wait("n2", Signal::SIGINT, Duration::from_secs(20));
+    assert!(worker.success(), "worker node exit: {worker:?}");
+    let master = c.signal_and_wait("n1", Signal::SIGTERM, Duration::from_secs(20));
+    assert!(master.success(), "master node exit: {master:?}");
+    assert!(c.log("n2").contains("stopped"));
+}
+
+#[test]
+fn a_node_refuses_to_start_without_a_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(troupe_tests::troupe_bin())
+        .args(["node", "--name", "n1", "--data"])
+        .arg(dir.path())
+        .env_remove("TROUPE_COOKIE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cookie"), "{stderr}");
+}
