@@ -101,6 +101,9 @@ struct Pending {
     done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// A key and its value, as stored.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Which way a scan walks its range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -199,7 +202,7 @@ impl Store {
             }
             committed
                 .await
-                .unwrap_or_else(|_| Err(StoreError::WriterGone(path)))
+                .unwrap_or(Err(StoreError::WriterGone(path)))
         }
     }
 
@@ -217,7 +220,7 @@ impl Store {
         range: (Bound<&[u8]>, Bound<&[u8]>),
         direction: Direction,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         self.visit(table, range, direction, |k, v| {
             if out.len() >= limit {
