@@ -283,3 +283,29 @@ fn a_node_refuses_to_start_without_a_cookie() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cookie"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_on_a_hung_worker_node_go_to_another_worker_long_before_their_lease() {
+    let mut c = TestCluster::new();
+    // A lease far beyond the test's patience: only liveness pings can save these jobs.
+    c.start_node("n1", &["master"], &[], &["--job-lease", "10m"]);
+    c.start_node("n2", &["worker"], &["w2"], &[]);
+    c.start_node("n3", &["worker"], &["w3"], &[]);
+    c.start_edge(&[]);
+    c.wait_ready().await;
+    c.wait_workers(2).await;
+
+    c.send_signal("n3", Signal::SIGSTOP);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (s, b) = c.post_json("/jobs", json!({"text": format!("h{i}")})).await;
+        assert_eq!(s, 202, "{b}");
+        ids.push(b["job_id"].as_str().unwrap().to_string());
+    }
+    wait_all_done(&c, &ids, Duration::from_secs(30)).await;
+    for id in &ids {
+        assert_eq!(job_status(&c, id).await["worker"], "w2");
+    }
+    assert!(c.log("n1").contains("dropping its session"));
+    c.send_signal("n3", Signal::SIGCONT);
+}

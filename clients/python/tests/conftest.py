@@ -83,6 +83,12 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
+def closed_url():
+    """A URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
 def client(cluster):
     return Client(cluster.url)
 

@@ -11,7 +11,6 @@ from troupe_client import (
     NotFound,
     PayloadTooLarge,
 )
-from .conftest import free_port
 
 MAX_TEXT = 1024 * 1024
 
@@ -89,8 +88,8 @@ def test_unknown_job_is_not_found(client):
     assert job_id in e.value.message
 
 
-def test_closed_port_is_connection_failed():
-    client = Client(f"http://127.0.0.1:{free_port()}", timeout=5)
+def test_closed_port_is_connection_failed(closed_url):
+    client = Client(closed_url, timeout=5)
     with pytest.raises(ConnectionFailed):
         client.job("anything")
     assert client.ready() is False
