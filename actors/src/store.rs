@@ -200,9 +200,7 @@ impl Store {
             if !queued {
                 return Err(StoreError::WriterGone(path));
             }
-            committed
-                .await
-                .unwrap_or(Err(StoreError::WriterGone(path)))
+            committed.await.unwrap_or(Err(StoreError::WriterGone(path)))
         }
     }
 

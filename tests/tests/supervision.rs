@@ -48,7 +48,12 @@ impl Actor for Counter {
     ) -> Result<CounterState, ActorProcessingErr> {
         let store = Store::open(&path, SCHEMA)?;
         let total = store
-            .scan(TOTALS, (Bound::Unbounded, Bound::Unbounded), Direction::Forward, 1)?
+            .scan(
+                TOTALS,
+                (Bound::Unbounded, Bound::Unbounded),
+                Direction::Forward,
+                1,
+            )?
             .first()
             .and_then(|(_, v)| key::to_u64(v))
             .unwrap_or(0);
@@ -106,7 +111,10 @@ async fn restarted_child(
                 return c;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "child not restarted");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "child not restarted"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -194,7 +202,9 @@ async fn failures_past_the_restart_intensity_escalate() {
             .unwrap();
         child = restarted_child(&sup, 0, &child).await;
     }
-    ActorRef::<CounterMsg>::from(child).cast(CounterMsg::Crash).unwrap();
+    ActorRef::<CounterMsg>::from(child)
+        .cast(CounterMsg::Crash)
+        .unwrap();
     let reason = tokio::time::timeout(Duration::from_secs(10), escalated)
         .await
         .expect("escalated in time")
@@ -235,7 +245,14 @@ async fn a_killed_master_comes_back_with_every_queued_job() {
     for i in 0..5 {
         let accepted = master
             .call(
-                |r| MasterMsg::Submit(NewJob { text: format!("t{i}") }, r),
+                |r| {
+                    MasterMsg::Submit(
+                        NewJob {
+                            text: format!("t{i}"),
+                        },
+                        r,
+                    )
+                },
                 Some(Duration::from_secs(2)),
             )
             .await
@@ -249,7 +266,10 @@ async fn a_killed_master_comes_back_with_every_queued_job() {
     let master: ActorRef<MasterMsg> = restarted_child(&sup, 0, &master_cell).await.into();
     for id in &ids {
         let found = master
-            .call(|r| MasterMsg::Get(id.clone(), r), Some(Duration::from_secs(2)))
+            .call(
+                |r| MasterMsg::Get(id.clone(), r),
+                Some(Duration::from_secs(2)),
+            )
             .await
             .map(success)
             .unwrap()
