@@ -309,3 +309,88 @@ async fn jobs_on_a_hung_worker_node_go_to_another_worker_long_before_their_lease
     assert!(c.log("n1").contains("dropping its session"));
     c.send_signal("n3", Signal::SIGCONT);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draining_edge_finishes_in_flight_requests_and_refuses_new_ones() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_edge(&["--shutdown-deadline", "30s"]);
+    // Accepted while no worker exists, so the waiting request stays in flight.
+    let client = c.client.clone();
+    let url = c.url("/jobs?wait=true");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(c.url("/cluster")).send().await {
+            let v: serde_json::Value = r.json().await.unwrap();
+            if v["groups"]["troupe.master"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "master never visible"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let in_flight = tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .json(&json!({"text": "finish me"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    eventually(
+        Duration::from_secs(10),
+        "request in flight at the edge",
+        || async {
+            let (_, health) = c.get_json("/healthz").await;
+            health["in_flight"] == 1
+        },
+    )
+    .await;
+
+    c.send_signal("edge", Signal::SIGTERM);
+    let late_client = reqwest::Client::new();
+    let late_url = c.url("/jobs");
+    eventually(
+        Duration::from_secs(10),
+        "new requests refused with 503",
+        || {
+            let late_client = late_client.clone();
+            let late_url = late_url.clone();
+            async move {
+                match late_client
+                    .post(&late_url)
+                    .json(&json!({"text": "late"}))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 503 => {
+                        let b: serde_json::Value = r.json().await.unwrap();
+                        b["error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("shutting down"))
+                    }
+                    _ => false,
+                }
+            }
+        },
+    )
+    .await;
+
+    // A worker joins; the in-flight request gets its real answer, then the edge exits 0.
+    c.start_node("n2", &["worker"], &["w"], &[]);
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "done");
+    let exit = c.wait_exit("edge", Duration::from_secs(20));
+    assert!(exit.success(), "{exit:?}");
+}

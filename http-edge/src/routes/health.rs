@@ -29,7 +29,9 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         "ok"
     };
-    Json(json!({ "status": status }))
+    // This request is itself in flight; report the others.
+    let in_flight = state.draining.in_flight().saturating_sub(1);
+    Json(json!({ "status": status, "in_flight": in_flight }))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

@@ -1,0 +1,155 @@
+//! `troupe up` as a user runs it: a whole local cluster, Ctrl-C, and again on the same data.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+use troupe_tests::{free_port, troupe_bin};
+
+struct Up {
+    child: std::process::Child,
+    lines: Vec<String>,
+}
+
+fn start_up(data: &std::path::Path, http: u16) -> Up {
+    let mut child = Command::new(troupe_bin())
+        .args(["up", "--nodes", "3", "--http", &format!("127.0.0.1:{http}")])
+        .args(["--internal-http", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(data)
+        .env_remove("TROUPE_COOKIE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    // `troupe up` announces its listeners and then the data dir, last.
+    let mut lines = Vec::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let last = line.starts_with("data: ");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    Up { child, lines }
+}
+
+fn interrupt_and_wait(up: &mut Up) -> std::process::ExitStatus {
+    kill(Pid::from_raw(up.child.id() as i32), Signal::SIGINT).unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = up.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "troupe up did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_runs_a_cluster_stops_on_ctrl_c_and_finds_its_data_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+
+    let mut up = start_up(dir.path(), http);
+    assert!(up
+        .lines
+        .iter()
+        .any(|l| l == &format!("public http: 127.0.0.1:{http}")));
+    assert!(up
+        .lines
+        .iter()
+        .any(|l| l.starts_with("node n1: 127.0.0.1:") && l.ends_with("roles=master")));
+    assert!(up
+        .lines
+        .iter()
+        .any(|l| l.starts_with("node n3: ") && l.contains("workers=worker-2")));
+    wait_ready(&client, &base).await;
+
+    let mut done = Vec::new();
+    for i in 0..5 {
+        let r = client
+            .post(format!("{base}/jobs?wait=true"))
+            .json(&json!({"text": format!("kept {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        done.push(r.json::<serde_json::Value>().await.unwrap());
+    }
+    // Readiness needs one worker; the second may still be joining.
+    let start = Instant::now();
+    let cluster = loop {
+        let cluster: serde_json::Value = client
+            .get(format!("{base}/cluster"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if cluster["workers"].as_array().unwrap().len() == 2 {
+            break cluster;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers: {cluster}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let workers: Vec<(&str, &str)> = cluster["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| (w["name"].as_str().unwrap(), w["node"].as_str().unwrap()))
+        .collect();
+    assert_eq!(workers, vec![("worker-1", "n2"), ("worker-2", "n3")]);
+    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 3);
+
+    assert!(interrupt_and_wait(&mut up).success());
+
+    let mut again = start_up(dir.path(), http);
+    wait_ready(&client, &base).await;
+    for job in &done {
+        let id = job["job_id"].as_str().unwrap();
+        let r = client
+            .get(format!("{base}/jobs/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let found: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(found["status"], "done");
+        assert_eq!(found["file"], job["file"]);
+        let node = found["node"].as_str().unwrap();
+        assert!(dir
+            .path()
+            .join(node)
+            .join(found["file"].as_str().unwrap())
+            .exists());
+    }
+    assert!(interrupt_and_wait(&mut again).success());
+}
