@@ -7,6 +7,10 @@
 pub const MASTER: &str = "troupe.master";
 /// Every worker actor: `crate::worker::WorkerMsg`.
 pub const WORKER: &str = "troupe.worker";
+/// The listing service: `crate::listing::ListingMsg`.
+pub const LISTING: &str = "troupe.listing";
+/// The user service: `crate::user::UserMsg`.
+pub const USER: &str = "troupe.user";
 /// One node-info actor per node process: `crate::node_info::NodeInfoMsg`.
 pub const NODE: &str = "troupe.node";
 
@@ -14,7 +18,7 @@ pub const NODE: &str = "troupe.node";
 pub const NAMED_WORKER_PREFIX: &str = "troupe.worker.";
 
 /// Groups that must have a member for the cluster to be ready to serve.
-pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER];
+pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER];
 
 pub fn named_worker(name: &str) -> String {
     format!("{NAMED_WORKER_PREFIX}{name}")

@@ -7,11 +7,15 @@
 
 pub mod codec;
 pub mod groups;
+pub mod listing;
 pub mod master;
 pub mod membership;
 pub mod node_info;
+pub mod paging;
 pub mod rpc;
+pub mod service_error;
 pub mod store;
 pub mod supervisor;
 pub mod time;
+pub mod user;
 pub mod worker;

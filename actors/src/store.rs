@@ -211,6 +211,23 @@ impl Store {
         Ok(found.map(|v| v.value().to_vec()))
     }
 
+    /// Values of several keys, read in one transaction (`None` where a key is absent).
+    pub fn get_many(
+        &self,
+        table: &'static str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
+        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
+        keys.iter()
+            .map(|k| {
+                t.get(k.as_slice())
+                    .map(|v| v.map(|v| v.value().to_vec()))
+                    .map_err(|e| self.io(e))
+            })
+            .collect()
+    }
+
     /// Up to `limit` entries of `table` within the key range, in the given direction.
     pub fn scan(
         &self,
@@ -358,6 +375,19 @@ pub mod key {
 
     pub fn to_u64(bytes: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+    }
+
+    /// The range of every key that starts with `prefix`.
+    pub fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut end = prefix.to_vec();
+        // The next prefix: increment the last byte that is not 0xff; none means unbounded.
+        while let Some(last) = end.pop() {
+            if last < 0xff {
+                end.push(last + 1);
+                return (prefix.to_vec(), Some(end));
+            }
+        }
+        (prefix.to_vec(), None)
     }
 
     /// Sign bit flipped, so negative numbers sort before positive ones.

@@ -53,6 +53,7 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
         .merge(routes::jobs::router())
+        .merge(routes::public_api::router())
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -68,7 +69,10 @@ pub fn public_router(state: AppState) -> Router {
 pub fn internal_router(state: AppState) -> Router {
     Router::new()
         .merge(routes::health::router())
-        .fallback(routes::not_found)
+        .merge(routes::listings::router())
+        .merge(routes::users::router())
+        .fallback(routes::result_family::not_found)
+        .method_not_allowed_fallback(routes::result_family::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             draining::refuse_while_draining,

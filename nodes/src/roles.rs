@@ -3,11 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use troupe_actors::listing::{ListingActor, ListingArgs};
 use troupe_actors::master::{Master, MasterArgs};
 use troupe_actors::supervisor::ChildSpec;
+use troupe_actors::user::{UserActor, UserArgs};
 use troupe_actors::worker::{Worker, WorkerArgs};
 
-pub const KNOWN_ROLES: &[&str] = &["master", "worker"];
+pub const KNOWN_ROLES: &[&str] = &["master", "listing", "user", "worker"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -42,6 +44,28 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
                 MasterArgs {
                     store_path: store_path.clone(),
                     lease,
+                },
+            )
+        }));
+    }
+    if has("listing") {
+        let store_path = at.data.join("listing.redb");
+        specs.push(ChildSpec::new("listing", move || {
+            (
+                ListingActor,
+                ListingArgs {
+                    store_path: store_path.clone(),
+                },
+            )
+        }));
+    }
+    if has("user") {
+        let store_path = at.data.join("user.redb");
+        specs.push(ChildSpec::new("user", move || {
+            (
+                UserActor,
+                UserArgs {
+                    store_path: store_path.clone(),
                 },
             )
         }));

@@ -231,6 +231,29 @@ impl TestCluster {
         .await;
     }
 
+    /// Waits until each of `groups` has a member (readiness of one service, where `/readyz`
+    /// would need every service).
+    pub async fn wait_groups(&self, groups: &[&str]) {
+        let client = self.client.clone();
+        let url = self.url("/cluster");
+        eventually(Duration::from_secs(60), "groups have members", || {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let Ok(r) = client.get(&url).send().await else {
+                    return false;
+                };
+                let Ok(v) = r.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                groups
+                    .iter()
+                    .all(|g| v["groups"][*g].as_array().is_some_and(|a| !a.is_empty()))
+            }
+        })
+        .await;
+    }
+
     /// Waits until `/cluster` lists `n` workers.
     pub async fn wait_workers(&self, n: usize) {
         let client = self.client.clone();

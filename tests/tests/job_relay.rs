@@ -8,6 +8,8 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use troupe_tests::{eventually, job_files, TestCluster};
 
+const JOB_GROUPS: &[&str] = &["troupe.master", "troupe.worker"];
+
 async fn job_status(c: &TestCluster, id: &str) -> serde_json::Value {
     let (status, body) = c.get_json(&format!("/jobs/{id}")).await;
     assert_eq!(status, 200, "GET /jobs/{id}: {body}");
@@ -33,7 +35,7 @@ async fn a_job_is_written_by_a_worker_on_another_node() {
     c.start_node("n1", &["master"], &[], &[]);
     c.start_node("n2", &["worker"], &["w-a"], &[]);
     c.start_edge(&[]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
 
     let (status, body) = c
         .post_json("/jobs?wait=true", json!({"text": "hello from the edge"}))
@@ -65,7 +67,7 @@ async fn text_arrives_as_json_form_or_query_and_bad_input_is_refused() {
     let mut c = TestCluster::new();
     c.start_node("n1", &["master", "worker"], &["w"], &[]);
     c.start_edge(&[]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
 
     let form = c
         .client
@@ -158,7 +160,7 @@ async fn jobs_survive_sigkill_of_a_worker_node_with_one_file_each() {
     c.start_node("n2", &["worker"], &["w2"], &[]);
     c.start_node("n3", &["worker"], &["w3"], &[]);
     c.start_edge(&[]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
     c.wait_workers(2).await;
 
     let total = 200;
@@ -222,7 +224,7 @@ async fn the_masters_node_killed_and_restarted_loses_no_accepted_job() {
     c.start_node("n1", &["master"], &[], &[]);
     c.start_node("n2", &["worker"], &["w"], &[]);
     c.start_edge(&["--call-timeout", "2s"]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
 
     let mut ids = Vec::new();
     for i in 0..50 {
@@ -240,7 +242,7 @@ async fn the_masters_node_killed_and_restarted_loses_no_accepted_job() {
     assert!(start.elapsed() < Duration::from_secs(3));
 
     c.restart("n1");
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
     wait_all_done(&c, &ids, Duration::from_secs(60)).await;
     let mut files = job_files(&c.data_dir("n2"));
     files.sort();
@@ -255,7 +257,7 @@ async fn sigterm_drains_edge_and_nodes_with_exit_code_zero() {
     c.start_node("n1", &["master"], &[], &[]);
     c.start_node("n2", &["worker"], &["w"], &[]);
     c.start_edge(&[]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
     let (s, _) = c
         .post_json("/jobs?wait=true", json!({"text": "last"}))
         .await;
@@ -292,7 +294,7 @@ async fn jobs_on_a_hung_worker_node_go_to_another_worker_long_before_their_lease
     c.start_node("n2", &["worker"], &["w2"], &[]);
     c.start_node("n3", &["worker"], &["w3"], &[]);
     c.start_edge(&[]);
-    c.wait_ready().await;
+    c.wait_groups(JOB_GROUPS).await;
     c.wait_workers(2).await;
 
     c.send_signal("n3", Signal::SIGSTOP);

@@ -14,6 +14,23 @@ struct Up {
     lines: Vec<String>,
 }
 
+/// A failing test must not leave a cluster running: stop it the way a user would, then kill.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+            for _ in 0..500 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start_up(data: &std::path::Path, http: u16) -> Up {
     let mut child = Command::new(troupe_bin())
         .args(["up", "--nodes", "3", "--http", &format!("127.0.0.1:{http}")])

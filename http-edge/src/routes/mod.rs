@@ -1,7 +1,12 @@
 //! One module per API family.
 
+mod form;
 pub mod health;
 pub mod jobs;
+pub mod listings;
+pub mod public_api;
+pub mod result_family;
+pub mod users;
 
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;

@@ -1,0 +1,133 @@
+//! The user service's own API (seed 002), on the internal listener:
+//! `GET /users`, `GET /users/{id}`, `POST /users` (form).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use troupe_actors::groups;
+use troupe_actors::paging::Page;
+use troupe_actors::rpc;
+use troupe_actors::user::{NewUser, User, UserIds, UserMsg};
+
+use super::form;
+use super::result_family::ResultError;
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list).post(create))
+        .route("/users/{id}", get(one))
+}
+
+#[derive(Serialize)]
+pub struct UsersBody {
+    pub result: bool,
+    pub users: Vec<User>,
+}
+
+#[derive(Serialize)]
+pub struct UserBody {
+    pub result: bool,
+    pub user: User,
+}
+
+fn unavailable(e: rpc::CallError) -> ResultError {
+    ResultError::unavailable("user", e)
+}
+
+/// Creates through the user actor; shared with the public API.
+pub async fn store(state: &AppState, new: NewUser) -> Result<User, ResultError> {
+    rpc::call(
+        groups::USER,
+        |r| UserMsg::Create(new, r),
+        state.config.call_timeout,
+    )
+    .await
+    .map_err(unavailable)?
+    .0
+    .map_err(ResultError::from_service)
+}
+
+pub async fn find(state: &AppState, id: u64) -> Result<Option<User>, ResultError> {
+    Ok(rpc::call(
+        groups::USER,
+        |r| UserMsg::Get(id, r),
+        state.config.call_timeout,
+    )
+    .await
+    .map_err(unavailable)?
+    .0)
+}
+
+/// Many users in one message (never one call per id).
+pub async fn find_many(state: &AppState, ids: Vec<u64>) -> Result<Vec<User>, ResultError> {
+    Ok(rpc::call(
+        groups::USER,
+        |r| UserMsg::GetMany(UserIds(ids), r),
+        state.config.call_timeout,
+    )
+    .await
+    .map_err(unavailable)?
+    .0)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<UsersBody>, ResultError> {
+    let page = Page::parse(
+        q.get("page_num").map(String::as_str),
+        q.get("page_size").map(String::as_str),
+    )
+    .map_err(ResultError::bad_request)?;
+    let users = rpc::call(
+        groups::USER,
+        |r| UserMsg::List(page, r),
+        state.config.call_timeout,
+    )
+    .await
+    .map_err(unavailable)?
+    .0
+    .map_err(ResultError::from_service)?;
+    Ok(Json(UsersBody {
+        result: true,
+        users,
+    }))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<UserBody>, ResultError> {
+    let parsed: u64 = id.parse().map_err(|_| {
+        ResultError::bad_request(vec![format!("id must be a positive integer, not {id:?}")])
+    })?;
+    match find(&state, parsed).await? {
+        Some(user) => Ok(Json(UserBody { result: true, user })),
+        None => Err(ResultError::one(
+            StatusCode::NOT_FOUND,
+            format!("user {parsed} not found"),
+        )),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UserBody>, ResultError> {
+    let fields = form::fields(&headers, &body)?;
+    let user = store(
+        &state,
+        NewUser {
+            name: fields.get("name").cloned(),
+        },
+    )
+    .await?;
+    Ok(Json(UserBody { result: true, user }))
+}
