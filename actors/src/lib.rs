@@ -12,6 +12,7 @@ pub mod master;
 pub mod membership;
 pub mod node_info;
 pub mod paging;
+pub mod question;
 pub mod rpc;
 pub mod service_error;
 pub mod store;

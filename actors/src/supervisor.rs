@@ -23,12 +23,14 @@ type StartFn = Arc<
         + Send
         + Sync,
 >;
+type DrainFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// How to (re)start one child.
 #[derive(Clone)]
 pub struct ChildSpec {
     pub name: String,
     start: StartFn,
+    drain: Option<DrainFn>,
 }
 
 impl std::fmt::Debug for ChildSpec {
@@ -57,7 +59,19 @@ impl ChildSpec {
         Self {
             name: name.into(),
             start,
+            drain: None,
         }
+    }
+
+    /// Work to let finish before the child is stopped. It must run while the actor is still
+    /// alive: ractor_cluster tells peers an actor is gone as soon as it begins to stop, which
+    /// fails every call still waiting on it.
+    pub fn with_drain<F>(mut self, drain: F) -> Self
+    where
+        F: Fn(ActorCell) -> BoxFuture<'static, ()> + Send + Sync + 'static,
+    {
+        self.drain = Some(Arc::new(drain));
+        self
     }
 }
 
@@ -300,6 +314,15 @@ async fn on_child_down(
 async fn stop_children(state: &mut SupervisorState, deadline: Duration) {
     state.stopping = true;
     for child in state.children.iter_mut().rev() {
+        if let (Some(drain), Some(cell)) = (&child.spec.drain, &child.cell) {
+            tracing::info!(child = %child.spec.name, "draining");
+            if tokio::time::timeout(deadline, drain(cell.clone()))
+                .await
+                .is_err()
+            {
+                tracing::warn!(child = %child.spec.name, ?deadline, "drain deadline passed");
+            }
+        }
         if let Some(cell) = child.cell.take() {
             if cell
                 .stop_and_wait(Some("node shutting down".into()), Some(deadline))

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::json;
+use axum::response::Response;
 use tokio::sync::Notify;
 
 use crate::AppState;
@@ -68,11 +66,11 @@ pub async fn refuse_while_draining(
 ) -> Response {
     let draining = &state.draining;
     if draining.is_draining() && request.uri().path() != "/healthz" {
-        return (
+        return crate::routes::error_for_path(
+            request.uri().path(),
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "the server is shutting down; retry on another instance"})),
-        )
-            .into_response();
+            "the server is shutting down; retry on another instance".into(),
+        );
     }
     draining.in_flight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlightGuard(draining.clone());

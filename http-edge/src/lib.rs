@@ -5,6 +5,7 @@
 //! Must not own: business rules or storage; everything a request needs comes from an actor
 //! through `troupe_actors::rpc`, with a deadline.
 
+pub mod access_log;
 pub mod draining;
 pub mod routes;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use troupe_actors::membership::Membership;
 
 pub use draining::Draining;
@@ -23,6 +25,8 @@ pub struct EdgeConfig {
     pub call_timeout: Duration,
     /// How long `POST /jobs?wait=true` waits for the job to finish.
     pub wait_timeout: Duration,
+    /// How long `POST /api/v1/json` waits for its answer.
+    pub question_timeout: Duration,
     /// Largest job text accepted (bytes).
     pub max_text_bytes: usize,
     /// Largest request body accepted (bytes).
@@ -34,6 +38,7 @@ impl Default for EdgeConfig {
         Self {
             call_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(30),
+            question_timeout: Duration::from_secs(60),
             max_text_bytes: 1024 * 1024,
             max_body_bytes: 2 * 1024 * 1024,
         }
@@ -50,29 +55,31 @@ pub struct AppState {
 
 /// The public listener's routes.
 pub fn public_router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::jobs::router())
         .merge(routes::public_api::router())
-        .fallback(routes::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            draining::refuse_while_draining,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
-        ))
-        .with_state(state)
+        .merge(routes::questions::router())
+        .fallback(routes::not_found);
+    with_edge_layers(routes, state)
 }
 
 /// The internal listener's routes: services the briefs keep away from external clients.
 pub fn internal_router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::listings::router())
         .merge(routes::users::router())
         .fallback(routes::result_family::not_found)
-        .method_not_allowed_fallback(routes::result_family::method_not_allowed)
+        .method_not_allowed_fallback(routes::result_family::method_not_allowed);
+    with_edge_layers(routes, state)
+}
+
+/// What every listener does around its routes: a request id (taken from `X-Request-Id` or
+/// made, and echoed), an access log line, the body limit, and refusing new requests while
+/// draining.
+fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             draining::refuse_while_draining,
@@ -80,5 +87,8 @@ pub fn internal_router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
         ))
+        .layer(axum::middleware::from_fn(access_log::log_request))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

@@ -78,6 +78,29 @@ pub struct NodeArgs {
     /// How long a worker may hold a job without reporting before the master re-sends it.
     #[arg(long, env = "TROUPE_JOB_LEASE", default_value = "30s", value_parser = parse_duration)]
     pub job_lease: Duration,
+    #[command(flatten)]
+    pub questions: QuestionArgs,
+}
+
+/// How workers answer questions (seed 003).
+#[derive(Debug, Clone, Args)]
+pub struct QuestionArgs {
+    /// Dictionary files searched by questions; default `<data>/dictionaries`, filled with the
+    /// dictionaries troupe ships.
+    #[arg(long, env = "TROUPE_DICTIONARIES")]
+    pub dictionaries: Option<PathBuf>,
+    /// Root of the folders a `list` question may show; default: the dictionaries folder.
+    #[arg(long, env = "TROUPE_FOLDERS")]
+    pub folders: Option<PathBuf>,
+    /// Added to every question: the brief's simulated blocking call.
+    #[arg(long, env = "TROUPE_QUESTION_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub question_delay: Duration,
+    /// An executable running longer is killed (504).
+    #[arg(long, env = "TROUPE_QUESTION_TIME_LIMIT", default_value = "10s", value_parser = parse_duration)]
+    pub question_time_limit: Duration,
+    /// Bytes of executable output kept at most.
+    #[arg(long, env = "TROUPE_QUESTION_MAX_OUTPUT", default_value_t = 4 * 1024 * 1024)]
+    pub question_max_output: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -96,6 +119,9 @@ pub struct EdgeArgs {
     /// How long `POST /jobs?wait=true` waits for the job.
     #[arg(long, env = "TROUPE_WAIT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub wait_timeout: Duration,
+    /// How long `POST /api/v1/json` waits for its answer.
+    #[arg(long, env = "TROUPE_QUESTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub question_timeout: Duration,
     /// Largest job text, in bytes.
     #[arg(long, env = "TROUPE_MAX_TEXT_BYTES", default_value_t = 1024 * 1024)]
     pub max_text_bytes: usize,
@@ -126,6 +152,15 @@ pub struct UpArgs {
     pub worker_names: Vec<String>,
     #[arg(long, env = "TROUPE_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
+    /// Passed to the worker nodes.
+    #[arg(long, env = "TROUPE_QUESTION_DELAY", value_parser = parse_duration)]
+    pub question_delay: Option<Duration>,
+    /// Passed to the worker nodes.
+    #[arg(long, env = "TROUPE_DICTIONARIES")]
+    pub dictionaries: Option<PathBuf>,
+    /// Passed to the worker nodes.
+    #[arg(long, env = "TROUPE_FOLDERS")]
+    pub folders: Option<PathBuf>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -26,6 +26,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         config: Arc::new(EdgeConfig {
             call_timeout: args.cluster.call_timeout,
             wait_timeout: args.wait_timeout,
+            question_timeout: args.question_timeout,
             max_text_bytes: args.max_text_bytes,
             max_body_bytes: args.max_body_bytes,
         }),

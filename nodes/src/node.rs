@@ -1,10 +1,12 @@
 //! `troupe node`: one cluster member running a supervisor with the actors of its roles.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use ractor::Actor;
 use tokio::sync::oneshot;
 use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
+use troupe_actors::question::{self, QuestionConfig};
 use troupe_actors::supervisor::{
     ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,
 };
@@ -19,12 +21,14 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
     std::fs::create_dir_all(&args.data)
         .map_err(|e| format!("cannot create data dir {}: {e}", args.data.display()))?;
     let workers = roles::worker_names(&args.name, &args.roles, &args.workers);
+    let questions = question_config(&args)?;
     let placement = Placement {
         node: &args.name,
         data: &args.data,
         workers: &workers,
         call_timeout: args.cluster.call_timeout,
         job_lease: args.job_lease,
+        questions: Arc::new(questions),
     };
     let mut children = vec![{
         let info = NodeInfo {
@@ -83,4 +87,25 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
     cluster.shutdown().await;
     tracing::info!(node = %args.name, "stopped");
     Ok(code)
+}
+
+/// Where this node's workers find dictionaries and folders; the default dictionaries folder is
+/// filled with the shipped ones on first start.
+fn question_config(args: &NodeArgs) -> Result<QuestionConfig, String> {
+    let q = &args.questions;
+    let dictionaries = match &q.dictionaries {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = args.data.join("dictionaries");
+            question::install_shipped_dictionaries(&dir)
+                .map_err(|e| format!("cannot install dictionaries in {}: {e}", dir.display()))?;
+            dir
+        }
+    };
+    let folders = q.folders.clone().unwrap_or_else(|| dictionaries.clone());
+    let mut cfg = QuestionConfig::new(dictionaries, folders);
+    cfg.delay = q.question_delay;
+    cfg.time_limit = q.question_time_limit;
+    cfg.max_output = q.question_max_output;
+    Ok(cfg)
 }

@@ -1,10 +1,12 @@
 //! Which actors a node runs for each role, as supervisor child specs.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use troupe_actors::listing::{ListingActor, ListingArgs};
 use troupe_actors::master::{Master, MasterArgs};
+use troupe_actors::question::QuestionConfig;
 use troupe_actors::supervisor::ChildSpec;
 use troupe_actors::user::{UserActor, UserArgs};
 use troupe_actors::worker::{Worker, WorkerArgs};
@@ -23,6 +25,7 @@ pub struct Placement<'a> {
     pub workers: &'a [String],
     pub call_timeout: Duration,
     pub job_lease: Duration,
+    pub questions: Arc<QuestionConfig>,
 }
 
 /// Child specs for `roles`, in start order: stateful services first, workers last, so that a
@@ -77,10 +80,12 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
                 node: at.node.to_string(),
                 data_dir: at.data.to_path_buf(),
                 call_timeout: at.call_timeout,
+                questions: at.questions.clone(),
             };
-            specs.push(ChildSpec::new(format!("worker {name}"), move || {
-                (Worker, args.clone())
-            }));
+            specs.push(
+                ChildSpec::new(format!("worker {name}"), move || (Worker, args.clone()))
+                    .with_drain(troupe_actors::worker::drain),
+            );
         }
     }
     Ok(specs)

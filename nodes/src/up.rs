@@ -104,6 +104,15 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
             .args(["--shutdown-deadline", &deadline]);
         if !p.workers.is_empty() {
             cmd.args(["--workers", &p.workers.join(",")]);
+            if let Some(delay) = args.question_delay {
+                cmd.args(["--question-delay", &format!("{}ms", delay.as_millis())]);
+            }
+            if let Some(dir) = &args.dictionaries {
+                cmd.arg("--dictionaries").arg(dir);
+            }
+            if let Some(dir) = &args.folders {
+                cmd.arg("--folders").arg(dir);
+            }
         }
         // Each node dials the ones before it, so every pair has exactly one dialer, and the
         // dialer re-dials when the other restarts.

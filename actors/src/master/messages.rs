@@ -4,6 +4,7 @@ use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::question::{Answer, Answered, Ask};
 use crate::wire_type;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,4 +86,9 @@ pub enum MasterMsg {
     Tick,
     /// From the master itself: a job's outcome is committed; answer its waiters.
     Settled(String),
+    /// Route a question to the least loaded worker and relay its answer.
+    #[rpc]
+    Ask(Ask, RpcReplyPort<Answer>),
+    /// From a worker: the answer to a question this master handed out.
+    Answered(Answered),
 }

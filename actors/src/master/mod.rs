@@ -5,6 +5,11 @@
 //! worker exists. A job comes back to the queue when its worker leaves the worker group (its
 //! node died or drained) or when its lease runs out (a hung node), so it is re-sent; workers
 //! write a file named by the job id, so a re-sent job rewrites the same file.
+//!
+//! Questions are routed too, but not logged: they only read. The master keeps the asker's
+//! reply port and the worker sends its answer back as a message (`Answered`). A reply port
+//! across nodes would not do: ractor_cluster announces an actor's end as soon as it starts to
+//! stop, which can overtake an answer already sent and fail a call that was in fact answered.
 
 pub mod messages;
 pub mod state;
@@ -14,12 +19,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ractor::pg::{self, GroupChangeMessage};
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort,
+    SupervisionEvent,
+};
 
 pub use messages::*;
 use state::{InFlight, JobLog, JobRecord};
 
 use crate::groups;
+use crate::question::{Answer, Answered, Ask, AskJob, QuestionError};
 use crate::time::now_micros;
 use crate::worker::{JobAssignment, WorkerMsg};
 
@@ -35,10 +44,24 @@ pub struct MasterArgs {
 
 pub struct MasterState {
     log: JobLog,
+    /// Questions handed to workers, by token.
+    asking: HashMap<u64, Asking>,
+    next_token: u64,
     lease: Duration,
     waiters: HashMap<String, Vec<RpcReplyPort<JobLookup>>>,
     /// Rotates ties between equally loaded workers.
     turn: usize,
+}
+
+/// A question on its way: who asked, which worker has it, which were tried.
+pub struct Asking {
+    ask: Ask,
+    reply: RpcReplyPort<Answer>,
+    /// The worker's actor, held only for this question: its status tells whether it died.
+    worker: Option<ActorCell>,
+    tried: Vec<ActorId>,
+    started: Instant,
+    deadline: Instant,
 }
 
 pub struct Master;
@@ -62,6 +85,8 @@ impl Actor for Master {
         myself.send_interval(TICK, || MasterMsg::Tick);
         Ok(MasterState {
             log,
+            asking: HashMap::new(),
+            next_token: 0,
             lease: args.lease,
             waiters: HashMap::new(),
             turn: 0,
@@ -103,8 +128,36 @@ impl Actor for Master {
                     let _ = w.send(JobLookup(view.clone()));
                 }
             }
+            MasterMsg::Ask(ask, reply) => {
+                let token = state.next_token;
+                state.next_token += 1;
+                let now = Instant::now();
+                let asking = Asking {
+                    deadline: now + Duration::from_millis(ask.wait_ms),
+                    started: now,
+                    ask,
+                    reply,
+                    worker: None,
+                    tried: Vec::new(),
+                };
+                send_question(state, token, asking);
+            }
+            MasterMsg::Answered(Answered { token, answer }) => {
+                if let Some(asking) = state.asking.remove(&token) {
+                    match answer {
+                        // A draining worker declined; another may answer.
+                        Answer(Err(QuestionError::Unavailable(_))) => {
+                            send_question(state, token, asking)
+                        }
+                        answer => {
+                            let _ = asking.reply.send(answer);
+                        }
+                    }
+                }
+            }
             MasterMsg::Tick => {
                 expire_leases(state);
+                check_questions(state);
                 dispatch(state);
             }
         }
@@ -122,6 +175,7 @@ impl Actor for Master {
                 GroupChangeMessage::Leave(_, group, gone) if group == groups::WORKER => {
                     let gone: Vec<ActorId> = gone.iter().map(|c| c.get_id()).collect();
                     requeue_where(state, |f| gone.contains(&f.worker), "its worker left");
+                    check_questions(state);
                     dispatch(state);
                 }
                 GroupChangeMessage::Join(_, group, _) if group == groups::WORKER => {
@@ -162,6 +216,87 @@ fn submit(state: &mut MasterState, job: NewJob, reply: RpcReplyPort<SubmitReply>
     dispatch(state);
 }
 
+/// Work each worker holds now: jobs in flight plus questions being answered.
+fn worker_load(state: &MasterState, workers: &[ractor::ActorCell]) -> HashMap<ActorId, usize> {
+    let mut load: HashMap<ActorId, usize> = workers.iter().map(|w| (w.get_id(), 0)).collect();
+    let jobs = state.log.in_flight.values().map(|f| f.worker);
+    let questions = state
+        .asking
+        .values()
+        .filter_map(|a| a.worker.as_ref().map(|w| w.get_id()));
+    for id in jobs.chain(questions) {
+        if let Some(n) = load.get_mut(&id) {
+            *n += 1;
+        }
+    }
+    load
+}
+
+/// Sends a question to the least loaded worker it was not yet sent to, or answers that no
+/// worker can take it.
+fn send_question(state: &mut MasterState, token: u64, mut asking: Asking) {
+    let mut workers: Vec<ActorCell> = pg::get_members(&groups::WORKER.to_string())
+        .into_iter()
+        .filter(|w| !asking.tried.contains(&w.get_id()))
+        .collect();
+    let load = worker_load(state, &workers);
+    if !workers.is_empty() {
+        state.turn = state.turn.wrapping_add(1);
+        let turn = state.turn % workers.len();
+        workers.rotate_left(turn);
+    }
+    workers.sort_by_key(|w| load[&w.get_id()]);
+    for worker in workers {
+        asking.tried.push(worker.get_id());
+        let job = AskJob {
+            token,
+            ask: asking.ask.clone(),
+        };
+        if ActorRef::<WorkerMsg>::from(worker.clone())
+            .cast(WorkerMsg::Ask(job))
+            .is_ok()
+        {
+            asking.worker = Some(worker);
+            state.asking.insert(token, asking);
+            return;
+        }
+    }
+    let why = if asking.tried.is_empty() {
+        "no worker is running to answer questions; retry later"
+    } else {
+        "every worker that could answer went away; retry later"
+    };
+    let _ = asking
+        .reply
+        .send(Answer(Err(QuestionError::Unavailable(why.into()))));
+}
+
+/// Re-sends questions whose worker actor is gone, and times out those past their deadline.
+/// A worker that is only draining has left its group but is still alive: its answers come.
+fn check_questions(state: &mut MasterState) {
+    let now = Instant::now();
+    let tokens: Vec<u64> = state.asking.keys().copied().collect();
+    for token in tokens {
+        let asking = &state.asking[&token];
+        let gone = asking
+            .worker
+            .as_ref()
+            .is_none_or(|w| matches!(w.get_status(), ActorStatus::Stopped | ActorStatus::Stopping));
+        if now >= asking.deadline {
+            let asking = state.asking.remove(&token).expect("present");
+            let waited = asking.deadline.duration_since(asking.started);
+            let _ = asking
+                .reply
+                .send(Answer(Err(QuestionError::TimedOut(format!(
+                    "no answer within {waited:?}"
+                )))));
+        } else if gone {
+            let asking = state.asking.remove(&token).expect("present");
+            send_question(state, token, asking);
+        }
+    }
+}
+
 /// Hands queued jobs to the least loaded workers; leaves them queued when there is none.
 fn dispatch(state: &mut MasterState) {
     if state.log.queue.is_empty() {
@@ -171,12 +306,7 @@ fn dispatch(state: &mut MasterState) {
     if workers.is_empty() {
         return;
     }
-    let mut load: HashMap<ActorId, usize> = workers.iter().map(|w| (w.get_id(), 0)).collect();
-    for f in state.log.in_flight.values() {
-        if let Some(n) = load.get_mut(&f.worker) {
-            *n += 1;
-        }
-    }
+    let mut load = worker_load(state, &workers);
     while let Some(id) = state.log.queue.pop_front() {
         let Some(record) = state.log.active.get_mut(&id) else {
             continue;

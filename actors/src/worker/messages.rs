@@ -1,8 +1,10 @@
 //! The worker's wire messages.
 
+use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
+use crate::question::AskJob;
 use crate::wire_type;
 
 /// A job handed out by the master.
@@ -22,4 +24,10 @@ pub enum WorkerMsg {
     Run(JobAssignment),
     /// Delete this job's file: the master recorded the job as done elsewhere.
     Discard(String),
+    /// Answer a question by running its executable; the answer goes to the master as
+    /// `MasterMsg::Answered`.
+    Ask(AskJob),
+    /// Leave the worker groups, refuse new work, and answer once running work is done.
+    #[rpc]
+    Drain(RpcReplyPort<()>),
 }

@@ -1,8 +1,9 @@
 //! The worker: does the jobs the master hands out and reports each outcome back.
 //!
 //! A worker belongs to the `troupe.worker` group and to its own `troupe.worker.<name>` group.
-//! Jobs run as tasks, so a slow one never blocks the mailbox. On stop it lets running jobs
-//! finish (the supervisor's deadline bounds that) so their reports still reach the master.
+//! Jobs and questions run as tasks, so a slow one never blocks the mailbox. Before the node
+//! stops it, `Drain` makes it leave its groups, refuse new work and wait for running work (the
+//! supervisor's deadline bounds that), so reports and answers still reach their callers.
 //! When it starts, it removes files of jobs the master has recorded as done on another node:
 //! copies left by a crash between writing and reporting.
 
@@ -20,6 +21,7 @@ pub use messages::*;
 
 use crate::groups;
 use crate::master::{JobFinished, JobStatus, MasterMsg};
+use crate::question::{self, Answer, Answered, QuestionConfig, QuestionError};
 use crate::rpc;
 
 #[derive(Debug, Clone)]
@@ -29,10 +31,12 @@ pub struct WorkerArgs {
     pub data_dir: PathBuf,
     /// Deadline of each call to the master.
     pub call_timeout: Duration,
+    pub questions: Arc<QuestionConfig>,
 }
 
 pub struct WorkerState {
     args: Arc<WorkerArgs>,
+    draining: bool,
     running: JoinSet<()>,
     cleanup: JoinHandle<()>,
 }
@@ -56,6 +60,7 @@ impl Actor for Worker {
         pg::join(groups::named_worker(&args.name), vec![myself.get_cell()]);
         Ok(WorkerState {
             args,
+            draining: false,
             running: JoinSet::new(),
             cleanup,
         })
@@ -63,14 +68,42 @@ impl Actor for Worker {
 
     async fn handle(
         &self,
-        _myself: ActorRef<WorkerMsg>,
+        myself: ActorRef<WorkerMsg>,
         msg: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
         while state.running.try_join_next().is_some() {}
         match msg {
+            // The master re-sends it: leaving the group returned it to the master's queue.
+            WorkerMsg::Run(job) if state.draining => {
+                tracing::debug!(job = %job.job_id, "draining; not taking the job");
+            }
             WorkerMsg::Run(job) => {
                 state.running.spawn(run_job(state.args.clone(), job));
+            }
+            WorkerMsg::Ask(job) if state.draining => {
+                let refused = Err(QuestionError::Unavailable(
+                    "this worker is shutting down".into(),
+                ));
+                answer_master(job.token, Answer(refused));
+            }
+            WorkerMsg::Ask(job) => {
+                let cfg = state.args.questions.clone();
+                state.running.spawn(async move {
+                    let answer = question::runner::answer(&job.ask.question, &cfg).await;
+                    answer_master(job.token, Answer(answer));
+                });
+            }
+            WorkerMsg::Drain(done) => {
+                state.draining = true;
+                leave_groups(&myself, &state.args.name);
+                state.cleanup.abort();
+                if !state.running.is_empty() {
+                    tracing::info!(worker = %state.args.name, running = state.running.len(), "finishing running work");
+                }
+                // Blocking the mailbox is the point: nothing new starts, running tasks finish.
+                while state.running.join_next().await.is_some() {}
+                let _ = done.send(());
             }
             WorkerMsg::Discard(job_id) => {
                 if let Err(e) = files::remove_job_file(&state.args.data_dir, &job_id) {
@@ -83,16 +116,38 @@ impl Actor for Worker {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<WorkerMsg>,
+        myself: ActorRef<WorkerMsg>,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
+        // Normally `Drain` did this already; a stop without drain still lets local work end.
+        leave_groups(&myself, &state.args.name);
         state.cleanup.abort();
-        if !state.running.is_empty() {
-            tracing::info!(worker = %state.args.name, jobs = state.running.len(), "finishing running jobs");
-        }
         while state.running.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+fn answer_master(token: u64, answer: Answer) {
+    if let Err(e) = rpc::cast(
+        groups::MASTER,
+        MasterMsg::Answered(Answered { token, answer }),
+    ) {
+        tracing::warn!(token, "cannot return an answer: {e}");
+    }
+}
+
+fn leave_groups(myself: &ActorRef<WorkerMsg>, name: &str) {
+    pg::leave(groups::WORKER.into(), vec![myself.get_cell()]);
+    pg::leave(groups::named_worker(name), vec![myself.get_cell()]);
+}
+
+/// Drains a worker before its supervisor stops it (see `ChildSpec::with_drain`).
+pub fn drain(cell: ractor::ActorCell) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let _ = ActorRef::<WorkerMsg>::from(cell)
+            .call(WorkerMsg::Drain, None)
+            .await;
+    })
 }
 
 async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {

@@ -5,18 +5,36 @@ pub mod health;
 pub mod jobs;
 pub mod listings;
 pub mod public_api;
+pub mod questions;
 pub mod result_family;
 pub mod users;
 
-use axum::http::{Method, StatusCode, Uri};
-use axum::response::IntoResponse;
+use axum::extract::OriginalUri;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-/// Unknown routes: 404 with a JSON body naming what was asked for.
-pub async fn not_found(method: Method, uri: Uri) -> impl IntoResponse {
-    (
+/// Unknown routes: 404 in the error shape of the API family the path belongs to.
+pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    error_for_path(
+        uri.path(),
         StatusCode::NOT_FOUND,
-        Json(json!({"error": format!("no route for {method} {}", uri.path())})),
+        format!("no route for {method} {}", uri.path()),
     )
+}
+
+/// An error the edge raises by itself (unknown route, draining), rendered in the body shape of
+/// the API family that owns `path`.
+pub fn error_for_path(path: &str, status: StatusCode, message: String) -> Response {
+    if path.starts_with("/api/") {
+        questions::QuestionApiError::new(status, message).into_response()
+    } else if ["/public-api", "/listings", "/users"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        result_family::ResultError::one(status, message).into_response()
+    } else {
+        (status, Json(json!({ "error": message }))).into_response()
+    }
 }

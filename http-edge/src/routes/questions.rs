@@ -1,0 +1,279 @@
+//! The question API (seed 003): `POST /api/v1/json`.
+//!
+//! Error body of this family: `{"Code": <status>, "message": "<what went wrong; how to ask>"}`.
+//! Every error is logged with the request id.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use troupe_actors::groups;
+use troupe_actors::master::MasterMsg;
+use troupe_actors::question::runner::MAX_CONTEXT;
+use troupe_actors::question::{Ask, Question, QuestionError};
+use troupe_actors::rpc::{self, CallError};
+
+use crate::AppState;
+
+/// Questions are small; anything bigger is a mistake or an attack.
+pub const MAX_QUESTION_BYTES: usize = 64 * 1024;
+const HOW_TO_ASK: &str = "POST /api/v1/json with a JSON object: {\"action\": \"search\", \
+     \"term\": \"...\", \"nresults\": N, \"n_before\": N, \"n_after\": N, \"dictionary\": \"name\"}, \
+     {\"action\": \"all\", \"dictionary\": \"name\"} or {\"action\": \"list\", \"folder\": \"...\", \
+     \"pattern\": \"*.txt\"}";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/json",
+        post(ask).fallback(|| async {
+            QuestionApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route only takes POST".into(),
+            )
+        }),
+    )
+}
+
+#[derive(Debug)]
+pub struct QuestionApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl QuestionApiError {
+    pub fn new(status: StatusCode, message: String) -> Self {
+        Self { status, message }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
+impl IntoResponse for QuestionApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "Code": self.status.as_u16(),
+            "message": format!("{} (how to ask: {HOW_TO_ASK})", self.message),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<QuestionError> for QuestionApiError {
+    fn from(e: QuestionError) -> Self {
+        let status = match &e {
+            QuestionError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            QuestionError::Forbidden(_) => StatusCode::FORBIDDEN,
+            QuestionError::NotFound(_) => StatusCode::NOT_FOUND,
+            QuestionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QuestionError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            QuestionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
+impl From<CallError> for QuestionApiError {
+    fn from(e: CallError) -> Self {
+        let status = match e {
+            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, format!("the question service is unavailable: {e}"))
+    }
+}
+
+async fn ask(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match answer(&state, &headers, body).await {
+        Ok(results) => {
+            Json(json!({"nr of entries": results.len(), "results": results})).into_response()
+        }
+        Err(e) => {
+            let request_id = headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::warn!(request_id, status = e.status.as_u16(), message = %e.message, "question refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<String>, QuestionApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(QuestionApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/json, not {content_type:?}"),
+        ));
+    }
+    let body =
+        body.map_err(|e| QuestionApiError::new(e.status(), format!("cannot read the body: {e}")))?;
+    if body.len() > MAX_QUESTION_BYTES {
+        return Err(QuestionApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {} bytes; questions are at most {MAX_QUESTION_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let question = parse_question(&body)?;
+    let wait = state.config.question_timeout;
+    let ask = Ask {
+        question,
+        wait_ms: wait.as_millis() as u64,
+    };
+    // The master's own deadline is `wait`; give its answer a moment to travel back.
+    let answer = rpc::call(
+        groups::MASTER,
+        |r| MasterMsg::Ask(ask, r),
+        wait + std::time::Duration::from_secs(2),
+    )
+    .await?;
+    Ok(answer.0?)
+}
+
+/// Turns the JSON body into a question; every error names the key at fault.
+pub fn parse_question(body: &[u8]) -> Result<Question, QuestionApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| QuestionApiError::bad(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(QuestionApiError::bad("the body must be a JSON object"));
+    };
+    let action = match obj.get("action") {
+        None => return Err(QuestionApiError::bad("missing key \"action\"")),
+        Some(Value::String(a)) => a.as_str(),
+        Some(_) => return Err(QuestionApiError::bad("\"action\" must be a string")),
+    };
+    match action {
+        "search" => {
+            let term = string(&obj, "term")?
+                .ok_or_else(|| QuestionApiError::bad("action \"search\" needs the key \"term\""))?;
+            if term.is_empty() {
+                return Err(QuestionApiError::bad("\"term\" must not be empty"));
+            }
+            Ok(Question::Search {
+                term,
+                nresults: int(&obj, "nresults")?.unwrap_or(0).max(0) as u64,
+                n_before: context(&obj, "n_before")?,
+                n_after: context(&obj, "n_after")?,
+                dictionary: string(&obj, "dictionary")?,
+                regex: match obj.get("regex") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => {
+                        return Err(QuestionApiError::bad("\"regex\" must be true or false"))
+                    }
+                },
+            })
+        }
+        "all" => Ok(Question::All {
+            dictionary: string(&obj, "dictionary")?,
+        }),
+        "list" => Ok(Question::List {
+            folder: string(&obj, "folder")?
+                .ok_or_else(|| QuestionApiError::bad("action \"list\" needs the key \"folder\""))?,
+            pattern: string(&obj, "pattern")?,
+        }),
+        other => Err(QuestionApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("unknown action {other:?}; the actions are search, all and list"),
+        )),
+    }
+}
+
+fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, QuestionApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(QuestionApiError::bad(format!("\"{key}\" must be a string"))),
+    }
+}
+
+fn int(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, QuestionApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| QuestionApiError::bad(format!("\"{key}\" must be an integer"))),
+    }
+}
+
+fn context(obj: &Map<String, Value>, key: &str) -> Result<u32, QuestionApiError> {
+    match int(obj, key)? {
+        None => Ok(0),
+        Some(n) if (0..=MAX_CONTEXT as i64).contains(&n) => Ok(n as u32),
+        Some(_) => Err(QuestionApiError::bad(format!(
+            "\"{key}\" must be an integer from 0 to {MAX_CONTEXT}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(body: &str) -> u16 {
+        parse_question(body.as_bytes()).unwrap_err().status.as_u16()
+    }
+
+    #[test]
+    fn questions_parse_with_defaults() {
+        let q = parse_question(br#"{"action":"search","term":"x","nresults":-3}"#).unwrap();
+        assert_eq!(
+            q,
+            Question::Search {
+                term: "x".into(),
+                nresults: 0,
+                n_before: 0,
+                n_after: 0,
+                dictionary: None,
+                regex: false
+            }
+        );
+        assert_eq!(
+            parse_question(br#"{"action":"all"}"#).unwrap(),
+            Question::All { dictionary: None }
+        );
+    }
+
+    #[test]
+    fn each_mistake_has_its_status() {
+        assert_eq!(status("{"), 400);
+        assert_eq!(status("[]"), 400);
+        assert_eq!(status(r#"{"term":"x"}"#), 400);
+        assert_eq!(status(r#"{"action":5}"#), 400);
+        assert_eq!(status(r#"{"action":"search"}"#), 400);
+        assert_eq!(
+            status(r#"{"action":"search","term":"x","n_after":"2"}"#),
+            400
+        );
+        assert_eq!(
+            status(r#"{"action":"search","term":"x","n_before":-1}"#),
+            400
+        );
+        assert_eq!(status(r#"{"action":"list"}"#), 400);
+        assert_eq!(status(r#"{"action":"dance"}"#), 501);
+    }
+}
