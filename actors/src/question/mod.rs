@@ -6,6 +6,7 @@
 //! runs questions; the master routes them; the edge only parses JSON into a [`Question`].
 
 pub mod confine;
+pub mod parse;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
