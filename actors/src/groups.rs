@@ -11,6 +11,8 @@ pub const WORKER: &str = "troupe.worker";
 pub const LISTING: &str = "troupe.listing";
 /// The user service: `crate::user::UserMsg`.
 pub const USER: &str = "troupe.user";
+/// The scheduler: `crate::scheduler::SchedulerMsg`.
+pub const SCHEDULER: &str = "troupe.scheduler";
 /// One node-info actor per node process: `crate::node_info::NodeInfoMsg`.
 pub const NODE: &str = "troupe.node";
 
@@ -18,7 +20,7 @@ pub const NODE: &str = "troupe.node";
 pub const NAMED_WORKER_PREFIX: &str = "troupe.worker.";
 
 /// Groups that must have a member for the cluster to be ready to serve.
-pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER];
+pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER, SCHEDULER];
 
 pub fn named_worker(name: &str) -> String {
     format!("{NAMED_WORKER_PREFIX}{name}")

@@ -14,6 +14,7 @@ pub mod node_info;
 pub mod paging;
 pub mod question;
 pub mod rpc;
+pub mod scheduler;
 pub mod service_error;
 pub mod store;
 pub mod supervisor;

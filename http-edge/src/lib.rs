@@ -60,6 +60,7 @@ pub fn public_router(state: AppState) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::public_api::router())
         .merge(routes::questions::router())
+        .merge(routes::tasks::router())
         .fallback(routes::not_found);
     with_edge_layers(routes, state)
 }

@@ -80,6 +80,12 @@ pub struct NodeArgs {
     pub job_lease: Duration,
     #[command(flatten)]
     pub questions: QuestionArgs,
+    /// A dispatched task with no outcome after this is sent again.
+    #[arg(long, env = "TROUPE_TASK_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub task_lease: Duration,
+    /// How long a due task waits for its worker to exist before it FAILS.
+    #[arg(long, env = "TROUPE_NO_WORKER_DEADLINE", default_value = "30s", value_parser = parse_duration)]
+    pub no_worker_deadline: Duration,
 }
 
 /// How workers answer questions (seed 003).

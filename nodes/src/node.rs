@@ -7,6 +7,7 @@ use ractor::Actor;
 use tokio::sync::oneshot;
 use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
 use troupe_actors::question::{self, QuestionConfig};
+use troupe_actors::scheduler::SchedulerConfig;
 use troupe_actors::supervisor::{
     ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,
 };
@@ -29,6 +30,11 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
         call_timeout: args.cluster.call_timeout,
         job_lease: args.job_lease,
         questions: Arc::new(questions),
+        scheduler: SchedulerConfig {
+            lease: args.task_lease,
+            no_worker_deadline: args.no_worker_deadline,
+            call_timeout: args.cluster.call_timeout,
+        },
     };
     let mut children = vec![{
         let info = NodeInfo {

@@ -7,11 +7,12 @@ use std::time::Duration;
 use troupe_actors::listing::{ListingActor, ListingArgs};
 use troupe_actors::master::{Master, MasterArgs};
 use troupe_actors::question::QuestionConfig;
+use troupe_actors::scheduler::{Scheduler, SchedulerArgs, SchedulerConfig};
 use troupe_actors::supervisor::ChildSpec;
 use troupe_actors::user::{UserActor, UserArgs};
 use troupe_actors::worker::{Worker, WorkerArgs};
 
-pub const KNOWN_ROLES: &[&str] = &["master", "listing", "user", "worker"];
+pub const KNOWN_ROLES: &[&str] = &["master", "scheduler", "listing", "user", "worker"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -26,6 +27,7 @@ pub struct Placement<'a> {
     pub call_timeout: Duration,
     pub job_lease: Duration,
     pub questions: Arc<QuestionConfig>,
+    pub scheduler: SchedulerConfig,
 }
 
 /// Child specs for `roles`, in start order: stateful services first, workers last, so that a
@@ -47,6 +49,19 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
                 MasterArgs {
                     store_path: store_path.clone(),
                     lease,
+                },
+            )
+        }));
+    }
+    if has("scheduler") {
+        let store_path = at.data.join("scheduler.redb");
+        let config = at.scheduler.clone();
+        specs.push(ChildSpec::new("scheduler", move || {
+            (
+                Scheduler,
+                SchedulerArgs {
+                    store_path: store_path.clone(),
+                    config: config.clone(),
                 },
             )
         }));

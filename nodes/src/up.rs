@@ -25,7 +25,7 @@ pub struct NodePlan {
     pub workers: Vec<String>,
 }
 
-/// The spread of roles: the master on n1, listing and user on n2 (n1 when alone), workers on
+/// The spread of roles: the master and the scheduler on n1, listing and user on n2 (n1 when alone), workers on
 /// every node but n1 (on n1 too when it is alone), worker names dealt out in turn.
 pub fn plan(nodes: u16, worker_names: &[String]) -> Vec<NodePlan> {
     let nodes = nodes.max(1) as usize;
@@ -49,6 +49,7 @@ pub fn plan(nodes: u16, worker_names: &[String]) -> Vec<NodePlan> {
         })
         .collect();
     plans[0].roles.push("master".into());
+    plans[0].roles.push("scheduler".into());
     let data_node = 1.min(nodes - 1);
     plans[data_node].roles.push("listing".into());
     plans[data_node].roles.push("user".into());
@@ -211,7 +212,7 @@ mod tests {
     #[test]
     fn three_nodes_put_master_alone_and_a_worker_on_each_other_node() {
         let p = plan(3, &[]);
-        assert_eq!(p[0].roles, vec!["master"]);
+        assert_eq!(p[0].roles, vec!["master", "scheduler"]);
         assert_eq!(p[1].roles, vec!["listing", "user", "worker"]);
         assert_eq!(p[1].workers, vec!["worker-1"]);
         assert_eq!(p[2].workers, vec!["worker-2"]);
@@ -221,7 +222,10 @@ mod tests {
     #[test]
     fn one_node_runs_everything_and_names_are_dealt_in_turn() {
         let p = plan(1, &[]);
-        assert_eq!(p[0].roles, vec!["master", "listing", "user", "worker"]);
+        assert_eq!(
+            p[0].roles,
+            vec!["master", "scheduler", "listing", "user", "worker"]
+        );
         let p = plan(3, &["a".into(), "b".into(), "c".into()]);
         assert_eq!(p[1].workers, vec!["a", "c"]);
         assert_eq!(p[2].workers, vec!["b"]);

@@ -99,7 +99,7 @@ async fn up_runs_a_cluster_stops_on_ctrl_c_and_finds_its_data_again() {
     assert!(up
         .lines
         .iter()
-        .any(|l| l.starts_with("node n1: 127.0.0.1:") && l.ends_with("roles=master")));
+        .any(|l| l.starts_with("node n1: 127.0.0.1:") && l.ends_with("roles=master,scheduler")));
     assert!(up
         .lines
         .iter()

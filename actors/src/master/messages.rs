@@ -5,6 +5,7 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 use crate::question::{Answer, Answered, Ask};
+use crate::scheduler::{DispatchReply, TaskOutcome, TaskRun};
 use crate::wire_type;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,4 +92,9 @@ pub enum MasterMsg {
     Ask(Ask, RpcReplyPort<Answer>),
     /// From a worker: the answer to a question this master handed out.
     Answered(Answered),
+    /// From the scheduler: hand this run to the worker it names (`troupe.worker.<name>`).
+    #[rpc]
+    RunTask(TaskRun, RpcReplyPort<DispatchReply>),
+    /// From a worker: how a task run ended; relayed to the scheduler.
+    TaskDone(TaskOutcome),
 }

@@ -29,6 +29,7 @@ use state::{InFlight, JobLog, JobRecord};
 
 use crate::groups;
 use crate::question::{Answer, Answered, Ask, AskJob, QuestionError};
+use crate::scheduler::{DispatchReply, SchedulerMsg};
 use crate::time::now_micros;
 use crate::worker::{JobAssignment, WorkerMsg};
 
@@ -153,6 +154,21 @@ impl Actor for Master {
                             let _ = asking.reply.send(answer);
                         }
                     }
+                }
+            }
+            MasterMsg::RunTask(run, reply) => {
+                let group = groups::named_worker(&run.worker);
+                let name = run.worker.clone();
+                let sent = crate::rpc::cast(&group, WorkerMsg::RunTask(run))
+                    .map_err(|_| format!("no worker named {name:?} is running"));
+                let _ = reply.send(DispatchReply(sent));
+            }
+            MasterMsg::TaskDone(outcome) => {
+                let id = outcome.task_id.clone();
+                if let Err(e) = crate::rpc::cast(groups::SCHEDULER, SchedulerMsg::Outcome(outcome))
+                {
+                    // The scheduler's lease will send the task again.
+                    tracing::warn!(task = %id, "cannot relay a task outcome: {e}");
                 }
             }
             MasterMsg::Tick => {

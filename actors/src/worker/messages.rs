@@ -5,6 +5,7 @@ use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
 use crate::question::AskJob;
+use crate::scheduler::TaskRun;
 use crate::wire_type;
 
 /// A job handed out by the master.
@@ -27,6 +28,8 @@ pub enum WorkerMsg {
     /// Answer a question by running its executable; the answer goes to the master as
     /// `MasterMsg::Answered`.
     Ask(AskJob),
+    /// Run a scheduled task's payload; the outcome goes to the master as `TaskDone`.
+    RunTask(TaskRun),
     /// Leave the worker groups, refuse new work, and answer once running work is done.
     #[rpc]
     Drain(RpcReplyPort<()>),

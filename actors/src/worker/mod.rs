@@ -23,6 +23,8 @@ use crate::groups;
 use crate::master::{JobFinished, JobStatus, MasterMsg};
 use crate::question::{self, Answer, Answered, QuestionConfig, QuestionError};
 use crate::rpc;
+use crate::scheduler::{TaskOutcome, TaskRun};
+use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
 pub struct WorkerArgs {
@@ -94,6 +96,13 @@ impl Actor for Worker {
                     answer_master(job.token, Answer(answer));
                 });
             }
+            // The scheduler sends it again when its lease runs out.
+            WorkerMsg::RunTask(run) if state.draining => {
+                tracing::debug!(task = %run.task_id, "draining; not taking the task");
+            }
+            WorkerMsg::RunTask(run) => {
+                state.running.spawn(run_task(state.args.clone(), run));
+            }
             WorkerMsg::Drain(done) => {
                 state.draining = true;
                 leave_groups(&myself, &state.args.name);
@@ -124,6 +133,51 @@ impl Actor for Worker {
         state.cleanup.abort();
         while state.running.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// Runs a task's payload: `{"job": "write", "text"}` writes a file as the job relay does,
+/// `{"job": "question", ...}` answers a question, anything else is echoed back.
+async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
+    tracing::info!(task = %run.task_id, attempt = run.attempt, worker = %args.name, "task ran");
+    let payload: Value = run
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or(Value::Null);
+    let result = match payload.get("job").and_then(Value::as_str) {
+        Some("write") => match payload.get("text").and_then(Value::as_str) {
+            None => Err("a write job needs \"text\" (a string)".to_string()),
+            Some(text) => {
+                let (data_dir, id, text) =
+                    (args.data_dir.clone(), run.task_id.clone(), text.to_string());
+                tokio::task::spawn_blocking(move || files::write_job_file(&data_dir, &id, &text))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| w.map_err(|e| e.to_string()))
+                    .map(|file| json!({"file": file, "worker": args.name, "node": args.node}))
+            }
+        },
+        Some("question") => {
+            match question::parse::from_json(payload.as_object().expect("has a key")) {
+                Err(e) => Err(format!("not a question: {e}")),
+                Ok(q) => question::runner::answer(&q, &args.questions)
+                    .await
+                    .map(|results| json!({"nr of entries": results.len(), "results": results}))
+                    .map_err(|e| e.to_string()),
+            }
+        }
+        _ => Ok(payload),
+    };
+    let outcome = TaskOutcome {
+        task_id: run.task_id,
+        attempt: run.attempt,
+        worker: args.name.clone(),
+        node: args.node.clone(),
+        result: result.map(|v| v.to_string()),
+    };
+    if let Err(e) = rpc::cast(groups::MASTER, MasterMsg::TaskDone(outcome)) {
+        tracing::warn!("cannot report a task outcome: {e}");
     }
 }
 

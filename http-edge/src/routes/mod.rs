@@ -7,6 +7,7 @@ pub mod listings;
 pub mod public_api;
 pub mod questions;
 pub mod result_family;
+pub mod tasks;
 pub mod users;
 
 use axum::extract::OriginalUri;
@@ -27,7 +28,9 @@ pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> Respons
 /// An error the edge raises by itself (unknown route, draining), rendered in the body shape of
 /// the API family that owns `path`.
 pub fn error_for_path(path: &str, status: StatusCode, message: String) -> Response {
-    if path.starts_with("/api/") {
+    if path.starts_with("/api/tasks") || path.starts_with("/api/task/") || path == "/api/task" {
+        tasks::TasksError::new(status, message).into_response()
+    } else if path.starts_with("/api/") {
         questions::QuestionApiError::new(status, message).into_response()
     } else if ["/public-api", "/listings", "/users"]
         .iter()

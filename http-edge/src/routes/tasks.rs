@@ -1,0 +1,342 @@
+//! The scheduler API (seed 004): `/api/tasks` and `/api/tasks/{id}` with its payload routes;
+//! every route also answers under `/api/task/...`, the spelling of the brief's examples.
+//!
+//! Error body of this family: `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use troupe_actors::groups;
+use troupe_actors::paging::Page;
+use troupe_actors::rpc::{self, CallError};
+use troupe_actors::scheduler::{
+    start_time, NewTask, PayloadKeyDelete, PayloadPatch, SchedulerMsg, Task, TaskError, TaskFilter,
+    TaskPatch, TaskStatus,
+};
+use troupe_actors::time::micros_to_rfc3339;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    let mut router = Router::new();
+    for base in ["/api/tasks", "/api/task"] {
+        router = router
+            .route(base, get(list).post(create).fallback(method_not_allowed))
+            .route(
+                &format!("{base}/{{id}}"),
+                get(one)
+                    .patch(change)
+                    .delete(remove)
+                    .fallback(method_not_allowed),
+            )
+            .route(
+                &format!("{base}/{{id}}/payload"),
+                patch(change_payload).fallback(method_not_allowed),
+            )
+            .route(
+                &format!("{base}/{{id}}/payload/{{key}}"),
+                delete(remove_payload_key).fallback(method_not_allowed),
+            );
+    }
+    router
+}
+
+#[derive(Debug)]
+pub struct TasksError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl TasksError {
+    pub fn new(status: StatusCode, message: String) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        };
+        Self {
+            status,
+            code,
+            message,
+            field: None,
+        }
+    }
+
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_string()),
+            ..Self::new(StatusCode::BAD_REQUEST, message.into())
+        }
+    }
+}
+
+impl IntoResponse for TasksError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<TaskError> for TasksError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Invalid { field, message } => Self::invalid(&field, message),
+            TaskError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            TaskError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            TaskError::Storage(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+impl From<CallError> for TasksError {
+    fn from(e: CallError) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the scheduler is unavailable: {e}"),
+        )
+    }
+}
+
+async fn method_not_allowed() -> TasksError {
+    TasksError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this method is not allowed on this route".into(),
+    )
+}
+
+/// A task as the API shows it: times in RFC 3339 UTC, payload and result as JSON.
+pub fn task_json(t: &Task) -> Value {
+    let parse = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .unwrap_or(Value::Null)
+    };
+    let mut body = json!({
+        "id": t.id,
+        "start": start_time::render(t.start),
+        "title": t.title,
+        "worker": t.worker,
+        "status": t.status.as_str(),
+        "payload": parse(&t.payload),
+        "created_at": micros_to_rfc3339(t.created_at),
+        "updated_at": micros_to_rfc3339(t.updated_at),
+        "attempts": t.attempts,
+    });
+    if t.status == TaskStatus::Succeeded {
+        body["result"] = parse(&t.result);
+    }
+    if t.error.is_some() {
+        body["error"] = json!(t.error);
+    }
+    body
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, TasksError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(TasksError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be application/json, not {content_type:?}"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(TasksError::invalid(
+            "body",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(TasksError::invalid(
+            "body",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// A key that may be absent (`None`), null (`Some(None)`) or a string.
+fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<Option<String>>, TasksError> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
+        Some(_) => Err(TasksError::invalid(key, format!("{key} must be a string"))),
+    }
+}
+
+fn start_field(obj: &Map<String, Value>) -> Result<Option<i64>, TasksError> {
+    match opt_string(obj, "start")?.flatten() {
+        None => Ok(None),
+        Some(s) => start_time::parse(&s)
+            .map(Some)
+            .map_err(|m| TasksError::invalid("start", m)),
+    }
+}
+
+/// A payload key: absent, null, or a JSON object (as JSON text).
+fn payload_field(obj: &Map<String, Value>) -> Result<Option<Option<String>>, TasksError> {
+    match obj.get("payload") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v @ Value::Object(_)) => Ok(Some(Some(v.to_string()))),
+        Some(_) => Err(TasksError::invalid(
+            "payload",
+            "payload must be a JSON object",
+        )),
+    }
+}
+
+async fn call<T: Send + 'static>(
+    state: &AppState,
+    build: impl FnOnce(ractor::RpcReplyPort<T>) -> SchedulerMsg,
+) -> Result<T, TasksError> {
+    Ok(rpc::call(groups::SCHEDULER, build, state.config.call_timeout).await?)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), TasksError> {
+    let obj = json_body(&headers, &body)?;
+    let new = NewTask {
+        start: start_field(&obj)?,
+        title: opt_string(&obj, "title")?.flatten(),
+        worker: opt_string(&obj, "worker")?.flatten(),
+        status: opt_string(&obj, "status")?.flatten(),
+        payload: payload_field(&obj)?.flatten(),
+    };
+    let task = call(&state, |r| SchedulerMsg::Create(new, r)).await?.0?;
+    Ok((StatusCode::CREATED, Json(task_json(&task))))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, TasksError> {
+    let page = Page::parse(
+        q.get("page_num").map(String::as_str),
+        q.get("page_size").map(String::as_str),
+    )
+    .map_err(|errors| {
+        let field = if errors[0].starts_with("page_num") {
+            "page_num"
+        } else {
+            "page_size"
+        };
+        TasksError::invalid(field, errors.join("; "))
+    })?;
+    let status = match q.get("status") {
+        None => None,
+        Some(s) => Some(TaskStatus::parse(s).ok_or_else(|| {
+            TasksError::invalid(
+                "status",
+                format!("unknown status {s:?}; one of SCHEDULED, RUNNING, SUCCEEDED, FAILED"),
+            )
+        })?),
+    };
+    let time = |key: &str| -> Result<Option<i64>, TasksError> {
+        q.get(key)
+            .map(|s| start_time::parse(s).map_err(|m| TasksError::invalid(key, m)))
+            .transpose()
+    };
+    let filter = TaskFilter {
+        worker: q.get("worker").cloned(),
+        status,
+        from: time("from")?,
+        to: time("to")?,
+        page,
+    };
+    let found = call(&state, |r| SchedulerMsg::List(filter, r)).await?.0?;
+    Ok(Json(json!({
+        "tasks": found.tasks.iter().map(task_json).collect::<Vec<_>>(),
+        "page_num": page.num,
+        "page_size": page.size,
+        "total": found.total,
+    })))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, TasksError> {
+    let task = call(&state, |r| SchedulerMsg::Get(id, r)).await?.0?;
+    Ok(Json(task_json(&task)))
+}
+
+async fn change(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, TasksError> {
+    let obj = json_body(&headers, &body)?;
+    let patch = TaskPatch {
+        id,
+        start: start_field(&obj)?,
+        title: opt_string(&obj, "title")?,
+        worker: match opt_string(&obj, "worker")? {
+            Some(None) => return Err(TasksError::invalid("worker", "worker cannot be removed")),
+            w => w.flatten(),
+        },
+        status: opt_string(&obj, "status")?.flatten(),
+        payload: payload_field(&obj)?,
+    };
+    let task = call(&state, |r| SchedulerMsg::Patch(patch, r)).await?.0?;
+    Ok(Json(task_json(&task)))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, TasksError> {
+    call(&state, |r| SchedulerMsg::Delete(id, r)).await?.0?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn change_payload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, TasksError> {
+    let keys = Value::Object(json_body(&headers, &body)?).to_string();
+    let task = call(&state, |r| {
+        SchedulerMsg::PatchPayload(PayloadPatch { id, keys }, r)
+    })
+    .await?
+    .0?;
+    Ok(Json(task_json(&task)))
+}
+
+async fn remove_payload_key(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<Json<Value>, TasksError> {
+    let task = call(&state, |r| {
+        SchedulerMsg::DeletePayloadKey(PayloadKeyDelete { id, key }, r)
+    })
+    .await?
+    .0?;
+    Ok(Json(task_json(&task)))
+}
