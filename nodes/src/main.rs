@@ -20,6 +20,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,ractor_cluster=warn,ractor=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: log files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     log_config(&cli.command);
