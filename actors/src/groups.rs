@@ -13,6 +13,10 @@ pub const LISTING: &str = "troupe.listing";
 pub const USER: &str = "troupe.user";
 /// The scheduler: `crate::scheduler::SchedulerMsg`.
 pub const SCHEDULER: &str = "troupe.scheduler";
+/// The geo-throttle (one per cluster): `crate::geo::GeoMsg`.
+pub const GEO: &str = "troupe.geo";
+/// The events service: `crate::events::EventsMsg`.
+pub const EVENTS: &str = "troupe.events";
 /// One node-info actor per node process: `crate::node_info::NodeInfoMsg`.
 pub const NODE: &str = "troupe.node";
 
@@ -20,7 +24,7 @@ pub const NODE: &str = "troupe.node";
 pub const NAMED_WORKER_PREFIX: &str = "troupe.worker.";
 
 /// Groups that must have a member for the cluster to be ready to serve.
-pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER, SCHEDULER];
+pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER, SCHEDULER, EVENTS, GEO];
 
 pub fn named_worker(name: &str) -> String {
     format!("{NAMED_WORKER_PREFIX}{name}")

@@ -6,6 +6,8 @@
 //! and `nodes`.
 
 pub mod codec;
+pub mod events;
+pub mod geo;
 pub mod groups;
 pub mod listing;
 pub mod master;

@@ -6,6 +6,7 @@
 //! through `troupe_actors::rpc`, with a deadline.
 
 pub mod access_log;
+pub mod client_ip;
 pub mod draining;
 pub mod routes;
 
@@ -27,6 +28,8 @@ pub struct EdgeConfig {
     pub wait_timeout: Duration,
     /// How long `POST /api/v1/json` waits for its answer.
     pub question_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: client_ip::TrustedProxies,
     /// Largest job text accepted (bytes).
     pub max_text_bytes: usize,
     /// Largest request body accepted (bytes).
@@ -39,6 +42,7 @@ impl Default for EdgeConfig {
             call_timeout: Duration::from_secs(5),
             wait_timeout: Duration::from_secs(30),
             question_timeout: Duration::from_secs(60),
+            trusted_proxies: client_ip::TrustedProxies::default(),
             max_text_bytes: 1024 * 1024,
             max_body_bytes: 2 * 1024 * 1024,
         }
@@ -61,6 +65,7 @@ pub fn public_router(state: AppState) -> Router {
         .merge(routes::public_api::router())
         .merge(routes::questions::router())
         .merge(routes::tasks::router())
+        .merge(routes::events::router())
         .fallback(routes::not_found);
     with_edge_layers(routes, state)
 }

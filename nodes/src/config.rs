@@ -28,6 +28,8 @@ pub enum Command {
     Edge(EdgeArgs),
     /// Run a whole local cluster (nodes and edge) as child processes.
     Up(UpArgs),
+    /// Serve a local stand-in for the external geolocation API, with its rate limit.
+    GeoipStub(crate::geoip_stub::GeoStubArgs),
 }
 
 /// Settings every cluster member needs.
@@ -86,6 +88,32 @@ pub struct NodeArgs {
     /// How long a due task waits for its worker to exist before it FAILS.
     #[arg(long, env = "TROUPE_NO_WORKER_DEADLINE", default_value = "30s", value_parser = parse_duration)]
     pub no_worker_deadline: Duration,
+    #[command(flatten)]
+    pub geo: GeoArgs,
+}
+
+/// The geo-throttle's upstream and its manners (seed 001).
+#[derive(Debug, Clone, Args)]
+pub struct GeoArgs {
+    /// Base URL of the geolocation API.
+    #[arg(long, env = "TROUPE_GEO_URL", default_value = "http://127.0.0.1:8090")]
+    pub geo_url: String,
+    /// Its shape: geoip-api (`/info?ip=`, the brief's image) or freegeoip (`/json/<ip>`).
+    #[arg(long, env = "TROUPE_GEO_API", default_value = "geoip-api")]
+    pub geo_api: String,
+    /// Upstream calls started per second, at most.
+    #[arg(long, env = "TROUPE_GEO_RATE", default_value_t = 5)]
+    pub geo_rate: u32,
+    /// Per call; just above the upstream's 5 s hiccups.
+    #[arg(long, env = "TROUPE_GEO_TIMEOUT", default_value = "6s", value_parser = parse_duration)]
+    pub geo_timeout: Duration,
+    #[arg(long, env = "TROUPE_GEO_MAX_IN_FLIGHT", default_value_t = 8)]
+    pub geo_max_in_flight: usize,
+    #[arg(long, env = "TROUPE_GEO_CACHE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub geo_cache_ttl: Duration,
+    /// Calls per lookup, retries included.
+    #[arg(long, env = "TROUPE_GEO_ATTEMPTS", default_value_t = 5)]
+    pub geo_attempts: u32,
 }
 
 /// How workers answer questions (seed 003).
@@ -128,6 +156,10 @@ pub struct EdgeArgs {
     /// How long `POST /api/v1/json` waits for its answer.
     #[arg(long, env = "TROUPE_QUESTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub question_timeout: Duration,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the client; none by
+    /// default, so an event's IP is its TCP peer.
+    #[arg(long, env = "TROUPE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Largest job text, in bytes.
     #[arg(long, env = "TROUPE_MAX_TEXT_BYTES", default_value_t = 1024 * 1024)]
     pub max_text_bytes: usize,
@@ -167,6 +199,15 @@ pub struct UpArgs {
     /// Passed to the worker nodes.
     #[arg(long, env = "TROUPE_FOLDERS")]
     pub folders: Option<PathBuf>,
+    /// Passed to the edge.
+    #[arg(long, env = "TROUPE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// An external geolocation API; default: a `troupe geoip-stub` started with the cluster.
+    #[arg(long, env = "TROUPE_GEO_URL")]
+    pub geo_url: Option<String>,
+    /// Its shape: geoip-api or freegeoip.
+    #[arg(long, env = "TROUPE_GEO_API", default_value = "geoip-api")]
+    pub geo_api: String,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

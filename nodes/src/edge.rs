@@ -22,11 +22,14 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
     .await
     .map_err(|e| e.to_string())?;
 
+    let trusted_proxies =
+        troupe_http_edge::client_ip::TrustedProxies::parse(&args.trusted_proxies)?;
     let state = AppState {
         config: Arc::new(EdgeConfig {
             call_timeout: args.cluster.call_timeout,
             wait_timeout: args.wait_timeout,
             question_timeout: args.question_timeout,
+            trusted_proxies,
             max_text_bytes: args.max_text_bytes,
             max_body_bytes: args.max_body_bytes,
         }),

@@ -3,6 +3,7 @@
 mod cluster;
 mod config;
 mod edge;
+mod geoip_stub;
 mod node;
 mod roles;
 mod signals;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
                 edge::run(args).await
             }
             Command::Up(args) => up::run(args).await,
+            Command::GeoipStub(args) => geoip_stub::run(args).await,
         }
     });
     match outcome {
@@ -72,7 +74,7 @@ fn log_config(command: &Command) {
     let cookie = match command {
         Command::Node(a) => a.cluster.cookie.clone(),
         Command::Edge(a) => a.cluster.cookie.clone(),
-        Command::Up(_) => None,
+        Command::Up(_) | Command::GeoipStub(_) => None,
     };
     if let Some(c) = cookie.filter(|c| !c.is_empty()) {
         shown = shown.replace(&c, "<redacted>");

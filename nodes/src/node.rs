@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ractor::Actor;
 use tokio::sync::oneshot;
+use troupe_actors::geo::GeoConfig;
 use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
 use troupe_actors::question::{self, QuestionConfig};
 use troupe_actors::scheduler::SchedulerConfig;
@@ -35,6 +36,7 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
             no_worker_deadline: args.no_worker_deadline,
             call_timeout: args.cluster.call_timeout,
         },
+        geo: geo_config(&args)?,
     };
     let mut children = vec![{
         let info = NodeInfo {
@@ -113,5 +115,17 @@ fn question_config(args: &NodeArgs) -> Result<QuestionConfig, String> {
     cfg.delay = q.question_delay;
     cfg.time_limit = q.question_time_limit;
     cfg.max_output = q.question_max_output;
+    Ok(cfg)
+}
+
+fn geo_config(args: &NodeArgs) -> Result<GeoConfig, String> {
+    let g = &args.geo;
+    let mut cfg = GeoConfig::new(g.geo_url.clone());
+    cfg.api = g.geo_api.parse()?;
+    cfg.rate = g.geo_rate;
+    cfg.timeout = g.geo_timeout;
+    cfg.max_in_flight = g.geo_max_in_flight;
+    cfg.cache_ttl = g.geo_cache_ttl;
+    cfg.max_attempts = g.geo_attempts.max(1);
     Ok(cfg)
 }

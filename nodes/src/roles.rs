@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use troupe_actors::events::{EventsActor, EventsArgs};
+use troupe_actors::geo::{GeoConfig, GeoThrottle};
 use troupe_actors::listing::{ListingActor, ListingArgs};
 use troupe_actors::master::{Master, MasterArgs};
 use troupe_actors::question::QuestionConfig;
@@ -12,7 +14,15 @@ use troupe_actors::supervisor::ChildSpec;
 use troupe_actors::user::{UserActor, UserArgs};
 use troupe_actors::worker::{Worker, WorkerArgs};
 
-pub const KNOWN_ROLES: &[&str] = &["master", "scheduler", "listing", "user", "worker"];
+pub const KNOWN_ROLES: &[&str] = &[
+    "master",
+    "scheduler",
+    "listing",
+    "user",
+    "events",
+    "geo",
+    "worker",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
@@ -28,6 +38,7 @@ pub struct Placement<'a> {
     pub job_lease: Duration,
     pub questions: Arc<QuestionConfig>,
     pub scheduler: SchedulerConfig,
+    pub geo: GeoConfig,
 }
 
 /// Child specs for `roles`, in start order: stateful services first, workers last, so that a
@@ -87,6 +98,22 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
                 },
             )
         }));
+    }
+    if has("events") {
+        let store_path = at.data.join("events.redb");
+        specs.push(ChildSpec::new("events", move || {
+            (
+                EventsActor,
+                EventsArgs {
+                    store_path: store_path.clone(),
+                    geo_wait: std::time::Duration::from_secs(600),
+                },
+            )
+        }));
+    }
+    if has("geo") {
+        let config = at.geo.clone();
+        specs.push(ChildSpec::new("geo", move || (GeoThrottle, config.clone())));
     }
     if has("worker") {
         for name in at.workers {

@@ -25,8 +25,9 @@ pub struct NodePlan {
     pub workers: Vec<String>,
 }
 
-/// The spread of roles: the master and the scheduler on n1, listing and user on n2 (n1 when alone), workers on
-/// every node but n1 (on n1 too when it is alone), worker names dealt out in turn.
+/// The spread of roles: the master and the scheduler on n1, listing and user on n2, events and
+/// the geo-throttle on n3 (the last node when there are fewer), workers on every node but n1
+/// (on n1 too when it is alone), worker names dealt out in turn.
 pub fn plan(nodes: u16, worker_names: &[String]) -> Vec<NodePlan> {
     let nodes = nodes.max(1) as usize;
     let worker_nodes: Vec<usize> = if nodes == 1 {
@@ -53,6 +54,9 @@ pub fn plan(nodes: u16, worker_names: &[String]) -> Vec<NodePlan> {
     let data_node = 1.min(nodes - 1);
     plans[data_node].roles.push("listing".into());
     plans[data_node].roles.push("user".into());
+    let events_node = 2.min(nodes - 1);
+    plans[events_node].roles.push("events".into());
+    plans[events_node].roles.push("geo".into());
     for (i, name) in names.into_iter().enumerate() {
         plans[worker_nodes[i % worker_nodes.len()]]
             .workers
@@ -94,6 +98,17 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot create {}: {e}", args.data.display()))?;
 
     let deadline = format!("{}ms", args.shutdown_deadline.as_millis());
+    // The stand-in geolocation API, unless a real one was named: the cluster needs nothing
+    // from outside.
+    let (geo_url, mut stub) = match &args.geo_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let mut cmd = child_command(&exe, &cookie);
+            cmd.arg("geoip-stub").args(["--http", &addr.to_string()]);
+            (format!("http://{addr}"), Some(spawn(cmd, "geoip-stub")?))
+        }
+    };
     let mut nodes = Vec::new();
     for (i, p) in plans.iter().enumerate() {
         let mut cmd = child_command(&exe, &cookie);
@@ -115,6 +130,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
                 cmd.arg("--folders").arg(dir);
             }
         }
+        if p.roles.iter().any(|r| r == "geo") {
+            cmd.args(["--geo-url", &geo_url, "--geo-api", &args.geo_api]);
+        }
         // Each node dials the ones before it, so every pair has exactly one dialer, and the
         // dialer re-dials when the other restarts.
         for earlier in &addrs[..i] {
@@ -131,6 +149,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         .args(["--shutdown-deadline", &deadline]);
     for a in &addrs {
         cmd.args(["--seed", &a.to_string()]);
+    }
+    if !args.trusted_proxies.is_empty() {
+        cmd.args(["--trusted-proxies", &args.trusted_proxies.join(",")]);
     }
     let mut edge = spawn(cmd, "edge")?;
 
@@ -149,6 +170,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
             p.roles.join(",")
         );
     }
+    println!("geo api: {geo_url}");
     println!("data: {}", args.data.display());
 
     let sig = signals::shutdown_requested().await;
@@ -157,6 +179,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
     let mut clean = stop(&mut edge, "edge", grace).await;
     for (name, child) in nodes.iter_mut().rev() {
         clean &= stop(child, name, grace).await;
+    }
+    if let Some(stub) = stub.as_mut() {
+        clean &= stop(stub, "geoip-stub", grace).await;
     }
     Ok(if clean {
         ExitCode::SUCCESS
@@ -216,7 +241,7 @@ mod tests {
         assert_eq!(p[1].roles, vec!["listing", "user", "worker"]);
         assert_eq!(p[1].workers, vec!["worker-1"]);
         assert_eq!(p[2].workers, vec!["worker-2"]);
-        assert_eq!(p[2].roles, vec!["worker"]);
+        assert_eq!(p[2].roles, vec!["events", "geo", "worker"]);
     }
 
     #[test]
@@ -224,7 +249,7 @@ mod tests {
         let p = plan(1, &[]);
         assert_eq!(
             p[0].roles,
-            vec!["master", "scheduler", "listing", "user", "worker"]
+            vec!["master", "scheduler", "listing", "user", "events", "geo", "worker"]
         );
         let p = plan(3, &["a".into(), "b".into(), "c".into()]);
         assert_eq!(p[1].workers, vec!["a", "c"]);

@@ -1,5 +1,6 @@
 //! One module per API family.
 
+pub mod events;
 mod form;
 pub mod health;
 pub mod jobs;
@@ -30,6 +31,12 @@ pub async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> Respons
 pub fn error_for_path(path: &str, status: StatusCode, message: String) -> Response {
     if path.starts_with("/api/tasks") || path.starts_with("/api/task/") || path == "/api/task" {
         tasks::TasksError::new(status, message).into_response()
+    } else if path.starts_with("/event") {
+        if status.is_server_error() {
+            events::EventsApiError::Error(status, message).into_response()
+        } else {
+            events::EventsApiError::Fail(status, vec![("path".into(), message)]).into_response()
+        }
     } else if path.starts_with("/api/") {
         questions::QuestionApiError::new(status, message).into_response()
     } else if ["/public-api", "/listings", "/users"]

@@ -1,0 +1,193 @@
+//! The events tables: events by id, newest-first indexes (by time, and by city, country and
+//! ISO code once located), and the events still waiting for geolocation.
+
+use std::future::Future;
+use std::ops::Bound;
+use std::path::Path;
+
+use super::messages::{Event, EventFilter};
+use crate::codec;
+use crate::store::{key, Batch, Direction, Schema, Store, StoreError};
+
+pub const EVENTS: &str = "events";
+/// `created_at ++ id`
+pub const BY_CREATED: &str = "events_by_created";
+/// `lowercase value ++ 0x00 ++ created_at ++ id`, written once the event is located.
+pub const BY_CITY: &str = "events_by_city";
+pub const BY_COUNTRY: &str = "events_by_country";
+pub const BY_ISO: &str = "events_by_iso";
+/// id -> ip, for every event whose geolocation is still pending: what a restart resumes.
+pub const PENDING: &str = "events_pending";
+pub const SCHEMA: Schema = Schema {
+    version: 1,
+    tables: &[EVENTS, BY_CREATED, BY_CITY, BY_COUNTRY, BY_ISO, PENDING],
+};
+
+pub struct EventStore {
+    store: Store,
+}
+
+fn tail(e: &Event) -> Vec<u8> {
+    [&key::i64(e.created_at)[..], e.id.as_bytes()].concat()
+}
+
+fn value_prefix(value: &str) -> Vec<u8> {
+    [value.to_lowercase().as_bytes(), &[0]].concat()
+}
+
+/// The geo index entries an event has.
+fn geo_keys(e: &Event) -> Vec<(&'static str, Vec<u8>)> {
+    let Some(geo) = &e.geo else { return Vec::new() };
+    [
+        (BY_CITY, &geo.city),
+        (BY_COUNTRY, &geo.country_name),
+        (BY_ISO, &geo.iso_code),
+    ]
+    .into_iter()
+    .filter_map(|(table, v)| {
+        v.as_ref()
+            .map(|v| (table, [value_prefix(v), tail(e)].concat()))
+    })
+    .collect()
+}
+
+impl EventStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: Store::open(path, SCHEMA)?,
+        })
+    }
+
+    pub fn insert(
+        &self,
+        e: &Event,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let mut batch = Batch::new();
+        match codec::encode(e) {
+            Ok(bytes) => batch.put(EVENTS, e.id.as_bytes().to_vec(), bytes),
+            Err(err) => tracing::error!(event = %e.id, "cannot encode event: {err}"),
+        }
+        batch.put(BY_CREATED, tail(e), Vec::new());
+        batch.put(PENDING, e.id.as_bytes().to_vec(), e.ip.as_bytes().to_vec());
+        self.store.commit(batch)
+    }
+
+    /// Records the located events (no longer pending) and their geo index entries.
+    pub fn located(
+        &self,
+        events: &[Event],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let mut batch = Batch::new();
+        for e in events {
+            if let Ok(bytes) = codec::encode(e) {
+                batch.put(EVENTS, e.id.as_bytes().to_vec(), bytes);
+            }
+            for (table, k) in geo_keys(e) {
+                batch.put(table, k, Vec::new());
+            }
+            batch.delete(PENDING, e.id.as_bytes().to_vec());
+        }
+        self.store.commit(batch)
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        self.store
+            .get(EVENTS, id.as_bytes())?
+            .map(|b| decode(&b))
+            .transpose()
+    }
+
+    /// (event id, ip) of every event still waiting for geolocation.
+    pub fn pending(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        self.store.visit(
+            PENDING,
+            (Bound::Unbounded, Bound::Unbounded),
+            Direction::Forward,
+            |k, v| {
+                out.push((
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                ));
+                true
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// One page, newest first, and the number of matches. A city, country or ISO code filter
+    /// walks only that index; other conditions are checked on the records it yields.
+    pub fn fetch(&self, f: &EventFilter) -> Result<(Vec<Event>, u64), StoreError> {
+        let (table, prefix) = if let Some(iso) = &f.iso_code {
+            (BY_ISO, value_prefix(iso))
+        } else if let Some(city) = &f.city_name {
+            (BY_CITY, value_prefix(city))
+        } else if let Some(country) = &f.country_name {
+            (BY_COUNTRY, value_prefix(country))
+        } else {
+            (BY_CREATED, Vec::new())
+        };
+        let lo = [
+            prefix.clone(),
+            key::i64(f.from.unwrap_or(i64::MIN)).to_vec(),
+        ]
+        .concat();
+        let hi = match f.to {
+            Some(to) if to < i64::MAX => Some([prefix.clone(), key::i64(to + 1).to_vec()].concat()),
+            _ if !prefix.is_empty() => key::prefix_range(&prefix).1,
+            _ => None,
+        };
+        let upper = match &hi {
+            Some(h) => Bound::Excluded(h.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let matches = |e: &Event| {
+            let same = |want: &Option<String>, have: Option<&String>| {
+                want.as_ref()
+                    .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
+            };
+            let geo = e.geo.as_ref();
+            same(&f.city_name, geo.and_then(|g| g.city.as_ref()))
+                && same(&f.country_name, geo.and_then(|g| g.country_name.as_ref()))
+                && same(&f.iso_code, geo.and_then(|g| g.iso_code.as_ref()))
+                && f.status_code.is_none_or(|s| e.status_code == Some(s))
+        };
+        let (offset, size) = (f.page.offset(), f.page.size);
+        let mut total = 0u64;
+        let mut page = Vec::new();
+        let mut failure = None;
+        self.store.visit(
+            table,
+            (Bound::Included(lo.as_slice()), upper),
+            Direction::Reverse,
+            |k, _| {
+                let id = String::from_utf8_lossy(&k[prefix.len() + 8..]).into_owned();
+                match self.get(&id) {
+                    Ok(Some(e)) if matches(&e) => {
+                        if total >= offset && (page.len() as u64) < size {
+                            page.push(e);
+                        }
+                        total += 1;
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        failure = Some(err);
+                        return false;
+                    }
+                }
+                true
+            },
+        )?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((page, total)),
+        }
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Event, StoreError> {
+    codec::decode(bytes).map_err(|e| StoreError::Corrupt {
+        table: EVENTS.into(),
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,295 @@
+//! The geo-throttle: the one owner of the cluster's budget for the external geolocation API.
+//!
+//! Asked for an address, it answers from, in order: the address itself (private, loopback and
+//! reserved ones have no location and never cost a call), its cache (per address, with a TTL),
+//! a lookup already in flight for the same address (callers join it), or a new lookup. New
+//! lookups go to a pump task that starts at most `rate` calls in any second, holds every call
+//! while the upstream's 429 `period_remaining` runs, keeps a bounded number of calls in flight,
+//! times each out just above the upstream's worst hiccup, and retries timeouts, 429s and 5xx
+//! with capped exponential backoff and jitter (each retry spends budget too).
+
+pub mod budget;
+pub mod messages;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use budget::Budget;
+pub use messages::*;
+use upstream::{GeoApi, UpstreamError};
+
+use crate::groups;
+
+#[derive(Debug, Clone)]
+pub struct GeoConfig {
+    pub url: String,
+    pub api: GeoApi,
+    /// Upstream calls started per second, at most.
+    pub rate: u32,
+    /// Per call; just above the upstream's 5 s hiccups.
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub cache_ttl: Duration,
+    /// Calls per lookup, first one included.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Cached addresses kept at most; the oldest go first.
+    pub cache_size: usize,
+}
+
+impl GeoConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            api: GeoApi::GeoipApi,
+            rate: 5,
+            timeout: Duration::from_millis(6000),
+            max_in_flight: 8,
+            cache_ttl: Duration::from_secs(3600),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+            cache_size: 100_000,
+        }
+    }
+}
+
+pub struct GeoState {
+    cache: HashMap<IpAddr, (GeoAnswer, Instant)>,
+    waiting: HashMap<IpAddr, Vec<RpcReplyPort<GeoAnswer>>>,
+    to_pump: mpsc::UnboundedSender<IpAddr>,
+    pump: JoinHandle<()>,
+    stats: GeoStats,
+    ttl: Duration,
+    cache_size: usize,
+}
+
+pub struct GeoThrottle;
+
+impl Actor for GeoThrottle {
+    type Msg = GeoMsg;
+    type State = GeoState;
+    type Arguments = GeoConfig;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GeoMsg>,
+        config: GeoConfig,
+    ) -> Result<GeoState, ActorProcessingErr> {
+        let (to_pump, lookups) = mpsc::unbounded_channel();
+        let ttl = config.cache_ttl;
+        let cache_size = config.cache_size;
+        let pump = tokio::spawn(pump(config, lookups, myself.clone()));
+        pg::join(groups::GEO.into(), vec![myself.get_cell()]);
+        Ok(GeoState {
+            cache: HashMap::new(),
+            waiting: HashMap::new(),
+            to_pump,
+            pump,
+            stats: GeoStats::default(),
+            ttl,
+            cache_size,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<GeoMsg>,
+        msg: GeoMsg,
+        state: &mut GeoState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GeoMsg::Locate(ip, reply) => locate(state, &ip, reply),
+            GeoMsg::Stats(reply) => {
+                let _ = reply.send(state.stats.clone());
+            }
+            GeoMsg::Fetched(f) => {
+                state.stats.upstream_calls += f.calls;
+                state.stats.rate_limited += f.rate_limited;
+                let Ok(ip) = f.ip.parse::<IpAddr>() else {
+                    return Ok(());
+                };
+                let keep = !matches!(&f.answer.0, Err(e) if e.retryable);
+                if keep {
+                    if state.cache.len() >= state.cache_size {
+                        evict_oldest(&mut state.cache);
+                    }
+                    state
+                        .cache
+                        .insert(ip, (f.answer.clone(), Instant::now() + state.ttl));
+                }
+                for waiter in state.waiting.remove(&ip).unwrap_or_default() {
+                    let _ = waiter.send(f.answer.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<GeoMsg>,
+        state: &mut GeoState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.pump.abort();
+        Ok(())
+    }
+}
+
+fn locate(state: &mut GeoState, ip: &str, reply: RpcReplyPort<GeoAnswer>) {
+    let addr = match ip.trim().parse::<IpAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            state.stats.local += 1;
+            let _ = reply.send(GeoAnswer(Err(GeoFailure {
+                reason: format!("{ip:?} is not an IP address"),
+                retryable: false,
+            })));
+            return;
+        }
+    };
+    if let Some(kind) = upstream::has_no_location(addr) {
+        state.stats.local += 1;
+        let _ = reply.send(GeoAnswer(Err(GeoFailure {
+            reason: format!("{addr} is {kind}: it has no location"),
+            retryable: false,
+        })));
+        return;
+    }
+    if let Some((answer, expires)) = state.cache.get(&addr) {
+        if *expires > Instant::now() {
+            state.stats.cache_hits += 1;
+            let _ = reply.send(answer.clone());
+            return;
+        }
+        state.cache.remove(&addr);
+    }
+    match state.waiting.get_mut(&addr) {
+        Some(waiters) => {
+            state.stats.joined += 1;
+            waiters.push(reply);
+        }
+        None => {
+            state.waiting.insert(addr, vec![reply]);
+            let _ = state.to_pump.send(addr);
+        }
+    }
+}
+
+fn evict_oldest(cache: &mut HashMap<IpAddr, (GeoAnswer, Instant)>) {
+    if let Some(oldest) = cache.iter().min_by_key(|(_, (_, t))| *t).map(|(ip, _)| *ip) {
+        cache.remove(&oldest);
+    }
+}
+
+/// Starts lookups as the budget allows, each in its own task.
+async fn pump(
+    config: GeoConfig,
+    mut lookups: mpsc::UnboundedReceiver<IpAddr>,
+    geo: ActorRef<GeoMsg>,
+) {
+    let client = match reqwest::Client::builder().timeout(config.timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot build the geolocation client: {e}");
+            return;
+        }
+    };
+    let config = Arc::new(config);
+    let budget = Arc::new(Mutex::new(Budget::new(config.rate)));
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    while let Some(ip) = lookups.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (client, config, budget, geo) =
+            (client.clone(), config.clone(), budget.clone(), geo.clone());
+        tokio::spawn(async move {
+            let fetched = fetch(&client, &config, &budget, ip).await;
+            drop(permit);
+            let _ = geo.cast(GeoMsg::Fetched(fetched));
+        });
+    }
+}
+
+async fn take_turn(budget: &Mutex<Budget>) {
+    loop {
+        let wait_until = match budget.lock().await.try_take(Instant::now()) {
+            Ok(()) => return,
+            Err(at) => at,
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+}
+
+/// One lookup: calls within the budget, retrying what may succeed later.
+async fn fetch(
+    client: &reqwest::Client,
+    config: &GeoConfig,
+    budget: &Mutex<Budget>,
+    ip: IpAddr,
+) -> Fetched {
+    let mut calls = 0;
+    let mut rate_limited = 0;
+    let mut backoff = config.backoff_base;
+    let mut last = String::new();
+    for attempt in 1..=config.max_attempts {
+        take_turn(budget).await;
+        calls += 1;
+        match upstream::lookup(client, &config.url, config.api, ip).await {
+            Ok(geo) => {
+                return Fetched {
+                    ip: ip.to_string(),
+                    answer: GeoAnswer(Ok(geo)),
+                    calls,
+                    rate_limited,
+                }
+            }
+            Err(UpstreamError::Definitive(reason)) => {
+                return Fetched {
+                    ip: ip.to_string(),
+                    answer: GeoAnswer(Err(GeoFailure {
+                        reason,
+                        retryable: false,
+                    })),
+                    calls,
+                    rate_limited,
+                }
+            }
+            Err(UpstreamError::RateLimited(wait)) => {
+                rate_limited += 1;
+                tracing::warn!(%ip, ?wait, "geolocation API says 429; pausing every call");
+                budget.lock().await.pause(Instant::now(), wait);
+                last = format!("rate limited (told to wait {wait:?})");
+            }
+            Err(UpstreamError::Transient(reason)) => {
+                tracing::debug!(%ip, attempt, %reason, "geolocation call failed; backing off");
+                last = reason;
+            }
+        }
+        if attempt < config.max_attempts {
+            // Full jitter: a random wait up to the backoff keeps retries from lining up.
+            let jittered = backoff.mul_f64(0.5 + fastrand::f64() / 2.0);
+            tokio::time::sleep(jittered).await;
+            backoff = (backoff * 2).min(config.backoff_max);
+        }
+    }
+    Fetched {
+        ip: ip.to_string(),
+        answer: GeoAnswer(Err(GeoFailure {
+            reason: format!("gave up after {calls} calls: {last}"),
+            retryable: true,
+        })),
+        calls,
+        rate_limited,
+    }
+}
