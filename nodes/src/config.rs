@@ -23,8 +23,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one cluster node hosting the given service roles.
+    // A flag given twice takes its last value, so a wrapper can override what it was handed.
+    #[command(args_override_self = true)]
     Node(NodeArgs),
     /// Run the HTTP edge: a cluster node with no roles that turns HTTP into actor messages.
+    #[command(args_override_self = true)]
     Edge(EdgeArgs),
     /// Run a whole local cluster (nodes and edge) as child processes.
     Up(UpArgs),

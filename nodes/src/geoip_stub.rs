@@ -118,6 +118,8 @@ struct Ledger {
     window: Window,
     stats: Stats,
     rng: fastrand::Rng,
+    /// The end of the longest wait announced in a 429 so far.
+    told_to_wait_until: Option<Instant>,
 }
 
 /// What `/stats` reports. Tests read `max_in_window` to check that a client kept to the rate.
@@ -135,6 +137,9 @@ struct Stats {
     max_in_window: u64,
     /// Requests answered late on purpose.
     hiccups: u64,
+    /// Requests that arrived while a wait announced by a 429 (`period_remaining`) was still
+    /// running: what a client that honours 429s never sends.
+    early: u64,
 }
 
 /// The arrival instants of the requests received within the past second, oldest first.
@@ -188,6 +193,7 @@ impl Stub {
                 window: Window::default(),
                 stats: Stats::default(),
                 rng,
+                told_to_wait_until: None,
             }),
         })))
     }
@@ -208,9 +214,16 @@ impl Stub {
         let stats = &mut ledger.stats;
         stats.requests += 1;
         stats.max_in_window = stats.max_in_window.max(in_window as u64);
+        if ledger.told_to_wait_until.is_some_and(|until| now < until) {
+            stats.early += 1;
+        }
         if in_window > self.0.rate {
             stats.rejected += 1;
             let retry_in = ledger.window.until_slot_frees(now, self.0.rate);
+            let until = now + retry_in;
+            if ledger.told_to_wait_until.is_none_or(|t| t < until) {
+                ledger.told_to_wait_until = Some(until);
+            }
             return Admission::Rejected { retry_in };
         }
         let delay = ledger.draw_hiccup(self.0.hiccup_prob, self.0.hiccup_max);

@@ -249,7 +249,15 @@ mod tests {
         let p = plan(1, &[]);
         assert_eq!(
             p[0].roles,
-            vec!["master", "scheduler", "listing", "user", "events", "geo", "worker"]
+            vec![
+                "master",
+                "scheduler",
+                "listing",
+                "user",
+                "events",
+                "geo",
+                "worker"
+            ]
         );
         let p = plan(3, &["a".into(), "b".into(), "c".into()]);
         assert_eq!(p[1].workers, vec!["a", "c"]);

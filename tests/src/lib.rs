@@ -215,6 +215,14 @@ impl TestCluster {
         self.procs.get_mut(name).unwrap().child = Some(child);
     }
 
+    /// Starts a stopped process again with its flags, and `extra` flags after them (a later
+    /// flag wins, so this changes a setting across the restart).
+    pub fn restart_with(&mut self, name: &str, extra: &[&str]) {
+        let proc = self.procs.get_mut(name).unwrap();
+        proc.args.extend(extra.iter().map(|s| s.to_string()));
+        self.restart(name);
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(&self.procs[name].log).unwrap_or_default()
     }

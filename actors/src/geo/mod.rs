@@ -9,6 +9,7 @@
 //! with capped exponential backoff and jitter (each retry spends budget too).
 
 pub mod budget;
+pub mod cache;
 pub mod messages;
 pub mod upstream;
 
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use budget::Budget;
+use cache::Cache;
 pub use messages::*;
 use upstream::{GeoApi, UpstreamError};
 
@@ -64,13 +66,11 @@ impl GeoConfig {
 }
 
 pub struct GeoState {
-    cache: HashMap<IpAddr, (GeoAnswer, Instant)>,
+    cache: Cache,
     waiting: HashMap<IpAddr, Vec<RpcReplyPort<GeoAnswer>>>,
     to_pump: mpsc::UnboundedSender<IpAddr>,
     pump: JoinHandle<()>,
     stats: GeoStats,
-    ttl: Duration,
-    cache_size: usize,
 }
 
 pub struct GeoThrottle;
@@ -86,18 +86,15 @@ impl Actor for GeoThrottle {
         config: GeoConfig,
     ) -> Result<GeoState, ActorProcessingErr> {
         let (to_pump, lookups) = mpsc::unbounded_channel();
-        let ttl = config.cache_ttl;
-        let cache_size = config.cache_size;
+        let cache = Cache::new(config.cache_ttl, config.cache_size);
         let pump = tokio::spawn(pump(config, lookups, myself.clone()));
         pg::join(groups::GEO.into(), vec![myself.get_cell()]);
         Ok(GeoState {
-            cache: HashMap::new(),
+            cache,
             waiting: HashMap::new(),
             to_pump,
             pump,
             stats: GeoStats::default(),
-            ttl,
-            cache_size,
         })
     }
 
@@ -120,12 +117,7 @@ impl Actor for GeoThrottle {
                 };
                 let keep = !matches!(&f.answer.0, Err(e) if e.retryable);
                 if keep {
-                    if state.cache.len() >= state.cache_size {
-                        evict_oldest(&mut state.cache);
-                    }
-                    state
-                        .cache
-                        .insert(ip, (f.answer.clone(), Instant::now() + state.ttl));
+                    state.cache.put(ip, f.answer.clone(), Instant::now());
                 }
                 for waiter in state.waiting.remove(&ip).unwrap_or_default() {
                     let _ = waiter.send(f.answer.clone());
@@ -165,13 +157,10 @@ fn locate(state: &mut GeoState, ip: &str, reply: RpcReplyPort<GeoAnswer>) {
         })));
         return;
     }
-    if let Some((answer, expires)) = state.cache.get(&addr) {
-        if *expires > Instant::now() {
-            state.stats.cache_hits += 1;
-            let _ = reply.send(answer.clone());
-            return;
-        }
-        state.cache.remove(&addr);
+    if let Some(answer) = state.cache.get(addr, Instant::now()) {
+        state.stats.cache_hits += 1;
+        let _ = reply.send(answer);
+        return;
     }
     match state.waiting.get_mut(&addr) {
         Some(waiters) => {
@@ -182,12 +171,6 @@ fn locate(state: &mut GeoState, ip: &str, reply: RpcReplyPort<GeoAnswer>) {
             state.waiting.insert(addr, vec![reply]);
             let _ = state.to_pump.send(addr);
         }
-    }
-}
-
-fn evict_oldest(cache: &mut HashMap<IpAddr, (GeoAnswer, Instant)>) {
-    if let Some(oldest) = cache.iter().min_by_key(|(_, (_, t))| *t).map(|(ip, _)| *ip) {
-        cache.remove(&oldest);
     }
 }
 
@@ -291,5 +274,49 @@ async fn fetch(
         })),
         calls,
         rate_limited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Many lookups wanting a turn at random moments, under paused tokio time: the turns
+        /// the real waiting loop grants never put more than `rate` calls in any second.
+        #[test]
+        fn turns_keep_the_rate_in_every_second(
+            rate in 1u32..7,
+            arrivals in proptest::collection::vec(0u64..3000, 1..60),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            let granted = rt.block_on(async {
+                let budget = Arc::new(Mutex::new(Budget::new(rate)));
+                let t0 = Instant::now();
+                let tasks: Vec<_> = arrivals
+                    .into_iter()
+                    .map(|ms| {
+                        let budget = budget.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            take_turn(&budget).await;
+                            Instant::now().duration_since(t0)
+                        })
+                    })
+                    .collect();
+                let mut granted = Vec::new();
+                for t in tasks {
+                    granted.push(t.await.unwrap());
+                }
+                granted.sort();
+                granted
+            });
+            for (i, t) in granted.iter().enumerate() {
+                let within = granted[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+                prop_assert!(within <= rate as usize, "{} turns within 1 s of {:?}", within, t);
+            }
+        }
     }
 }

