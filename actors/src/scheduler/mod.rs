@@ -213,7 +213,9 @@ type Pending = (
 fn answer_after_commit(result: Result<Pending, TaskError>, reply: RpcReplyPort<TaskReply>) {
     match result {
         Ok((task, committed)) => {
-            let _ = reply.send(TaskReply(futures::executor::block_on(committed).map(|_| task).map_err(storage)));
+            tokio::spawn(async move {
+                let _ = reply.send(TaskReply(committed.await.map(|_| task).map_err(storage)));
+            });
         }
         Err(e) => {
             let _ = reply.send(TaskReply(Err(e)));
@@ -380,7 +382,7 @@ fn patch_task(state: &mut SchedulerState, patch: TaskPatch) -> Result<Pending, T
         let worker = validate_worker(worker)?;
         if worker != old.worker {
             if old.status != TaskStatus::Scheduled {
-                let _ = locked("worker");
+                return Err(locked("worker"));
             }
             task.worker = worker;
         }
@@ -463,11 +465,11 @@ fn wake(
         running.status = TaskStatus::Running;
         running.updated_at = now;
         let write = state.tasks.put(Some(&task), &running);
-        {
-            if let Err(e) = futures::executor::block_on(write) {
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
                 tracing::error!("cannot record a task as running: {e}");
             }
-        }
+        });
         tracing::info!(task = %task.id, worker = %task.worker, "task due");
         state.retries.insert(
             task.id.clone(),
@@ -560,10 +562,9 @@ fn send(
     state.sending.insert(task.id.clone(), task.attempts);
     let me = myself.clone();
     let timeout = state.config.call_timeout;
-    let written = futures::executor::block_on(write);
     tokio::spawn(async move {
         // The attempt is counted on disk before it can run.
-        let outcome = match written {
+        let outcome = match write.await {
             Err(e) => Err(format!("cannot record the attempt: {e}")),
             Ok(()) => rpc::call(
                 groups::MASTER,
@@ -604,11 +605,11 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
             let mut task = old.clone();
             task.dispatched_at = Some(now);
             let write = state.tasks.put(Some(&old), &task);
-            {
-                if let Err(e) = futures::executor::block_on(write) {
+            tokio::spawn(async move {
+                if let Err(e) = write.await {
                     tracing::error!("cannot record a dispatch: {e}");
                 }
-            }
+            });
         }
         Err(error) => {
             let retry = state
@@ -628,11 +629,11 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
                 task.error = Some(why);
                 task.updated_at = now;
                 let write = state.tasks.put(Some(&old), &task);
-                {
-                    if let Err(e) = futures::executor::block_on(write) {
+                tokio::spawn(async move {
+                    if let Err(e) = write.await {
                         tracing::error!("cannot record a failure: {e}");
                     }
-                }
+                });
             } else {
                 retry.at = now + retry.backoff.as_micros() as i64;
                 retry.backoff = (retry.backoff * 2).min(RETRY_MAX);
@@ -674,10 +675,10 @@ fn finish(state: &mut SchedulerState, outcome: TaskOutcome) -> Result<(), ActorP
         "task finished"
     );
     let write = state.tasks.put(Some(&old), &task);
-    {
-        if let Err(e) = futures::executor::block_on(write) {
+    tokio::spawn(async move {
+        if let Err(e) = write.await {
             tracing::error!("cannot record an outcome: {e}");
         }
-    }
+    });
     Ok(())
 }
