@@ -9,6 +9,12 @@
 //! has passed. A missing worker is retried with capped exponential backoff until a deadline,
 //! then the task FAILS naming that worker. Runs are at least once: a re-sent task may run twice
 //! if its first worker was only slow (a `write` rewrites the same file).
+//!
+//! Every write is awaited inside the actor before it decides anything else: reads go to the
+//! store, which shows only committed data, so a decision taken before the previous write
+//! landed would see the past (a timer not armed for a task just created, a deleted task
+//! brought back by the wake that follows). The scheduler gives up group commit across its own
+//! messages for that; writes made together (tasks falling due at once) still commit as one.
 
 pub mod clock;
 pub mod messages;
@@ -132,7 +138,7 @@ impl Actor for Scheduler {
         myself: ActorRef<SchedulerMsg>,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        wake(&myself, state)?;
+        wake(&myself, state).await?;
         Ok(())
     }
 
@@ -145,7 +151,7 @@ impl Actor for Scheduler {
         match msg {
             SchedulerMsg::Create(new, reply) => {
                 let result = create(state, new);
-                answer_after_commit(result, reply);
+                answer_after_commit(result, reply).await;
             }
             SchedulerMsg::Get(id, reply) => {
                 let found = state
@@ -160,7 +166,7 @@ impl Actor for Scheduler {
             }
             SchedulerMsg::Patch(patch, reply) => {
                 let result = patch_task(state, patch);
-                answer_after_commit(result, reply);
+                answer_after_commit(result, reply).await;
             }
             SchedulerMsg::PatchPayload(p, reply) => {
                 let result = edit_payload(state, &p.id, |payload| {
@@ -168,7 +174,7 @@ impl Actor for Scheduler {
                     payload.extend(keys);
                     Ok(())
                 });
-                answer_after_commit(result, reply);
+                answer_after_commit(result, reply).await;
             }
             SchedulerMsg::DeletePayloadKey(d, reply) => {
                 let result = edit_payload(state, &d.id, |payload| {
@@ -179,14 +185,14 @@ impl Actor for Scheduler {
                         ))
                     })
                 });
-                answer_after_commit(result, reply);
+                answer_after_commit(result, reply).await;
             }
-            SchedulerMsg::Delete(id, reply) => answer_after_commit(delete(state, &id), reply),
-            SchedulerMsg::Outcome(outcome) => finish(state, outcome)?,
-            SchedulerMsg::Dispatched(d) => dispatched(state, d)?,
+            SchedulerMsg::Delete(id, reply) => answer_after_commit(delete(state, &id), reply).await,
+            SchedulerMsg::Outcome(outcome) => finish(state, outcome).await?,
+            SchedulerMsg::Dispatched(d) => dispatched(state, d).await?,
             SchedulerMsg::Wake => {}
         }
-        wake(&myself, state)?;
+        wake(&myself, state).await?;
         Ok(())
     }
 
@@ -209,18 +215,14 @@ type Pending = (
     >,
 );
 
-/// Replies once the write behind `result` is on disk.
-fn answer_after_commit(result: Result<Pending, TaskError>, reply: RpcReplyPort<TaskReply>) {
-    match result {
-        Ok((task, committed)) => {
-            tokio::spawn(async move {
-                let _ = reply.send(TaskReply(committed.await.map(|_| task).map_err(storage)));
-            });
-        }
-        Err(e) => {
-            let _ = reply.send(TaskReply(Err(e)));
-        }
-    }
+/// Replies once the write behind `result` is on disk. Awaited inside the actor: the next
+/// message must read what this one wrote.
+async fn answer_after_commit(result: Result<Pending, TaskError>, reply: RpcReplyPort<TaskReply>) {
+    let answer = match result {
+        Ok((task, committed)) => committed.await.map(|_| task).map_err(storage),
+        Err(e) => Err(e),
+    };
+    let _ = reply.send(TaskReply(answer));
 }
 
 fn storage(e: crate::store::StoreError) -> TaskError {
@@ -454,22 +456,24 @@ fn new_retry(clock: &Clock, config: &SchedulerConfig, why: &str) -> Retry {
 }
 
 /// Fires what is due, then arms the timer for the next thing.
-fn wake(
+async fn wake(
     myself: &ActorRef<SchedulerMsg>,
     state: &mut SchedulerState,
 ) -> Result<(), ActorProcessingErr> {
     let now = state.clock.now();
-    // Due starts: SCHEDULED -> RUNNING, then send.
-    for task in state.tasks.with_status(TaskStatus::Scheduled, now, 1024)? {
+    // Due starts: SCHEDULED -> RUNNING (committed together), then send.
+    let due_tasks = state.tasks.with_status(TaskStatus::Scheduled, now, 1024)?;
+    let mut writes = Vec::with_capacity(due_tasks.len());
+    for task in &due_tasks {
         let mut running = task.clone();
         running.status = TaskStatus::Running;
         running.updated_at = now;
-        let write = state.tasks.put(Some(&task), &running);
-        tokio::spawn(async move {
-            if let Err(e) = write.await {
-                tracing::error!("cannot record a task as running: {e}");
-            }
-        });
+        writes.push(state.tasks.put(Some(task), &running));
+    }
+    for written in futures::future::join_all(writes).await {
+        written?;
+    }
+    for task in due_tasks {
         tracing::info!(task = %task.id, worker = %task.worker, "task due");
         state.retries.insert(
             task.id.clone(),
@@ -498,7 +502,7 @@ fn wake(
         .map(|(id, _)| id.clone())
         .collect();
     for id in due {
-        send(myself, state, &id)?;
+        send(myself, state, &id).await?;
     }
     arm(myself, state)?;
     Ok(())
@@ -536,7 +540,7 @@ fn arm(
 }
 
 /// Hands a RUNNING task to the master for its worker; the answer comes back as `Dispatched`.
-fn send(
+async fn send(
     myself: &ActorRef<SchedulerMsg>,
     state: &mut SchedulerState,
     id: &str,
@@ -552,7 +556,8 @@ fn send(
     let mut task = old.clone();
     task.attempts += 1;
     task.updated_at = state.clock.now();
-    let write = state.tasks.put(Some(&old), &task);
+    // The attempt is counted on disk before it can run.
+    state.tasks.put(Some(&old), &task).await?;
     let run = TaskRun {
         task_id: task.id.clone(),
         worker: task.worker.clone(),
@@ -563,18 +568,14 @@ fn send(
     let me = myself.clone();
     let timeout = state.config.call_timeout;
     tokio::spawn(async move {
-        // The attempt is counted on disk before it can run.
-        let outcome = match write.await {
-            Err(e) => Err(format!("cannot record the attempt: {e}")),
-            Ok(()) => rpc::call(
-                groups::MASTER,
-                |r| MasterMsg::RunTask(run.clone(), r),
-                timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|reply| reply.0),
-        };
+        let outcome = rpc::call(
+            groups::MASTER,
+            |r| MasterMsg::RunTask(run.clone(), r),
+            timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|reply| reply.0);
         let _ = me.cast(SchedulerMsg::Dispatched(Dispatched {
             task_id: run.task_id,
             attempt: run.attempt,
@@ -584,7 +585,7 @@ fn send(
     Ok(())
 }
 
-fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProcessingErr> {
+async fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProcessingErr> {
     state.sending.remove(&d.task_id);
     let Some(old) = state.tasks.get(&d.task_id)? else {
         state.retries.remove(&d.task_id);
@@ -604,12 +605,7 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
             );
             let mut task = old.clone();
             task.dispatched_at = Some(now);
-            let write = state.tasks.put(Some(&old), &task);
-            tokio::spawn(async move {
-                if let Err(e) = write.await {
-                    tracing::error!("cannot record a dispatch: {e}");
-                }
-            });
+            state.tasks.put(Some(&old), &task).await?;
         }
         Err(error) => {
             let retry = state
@@ -628,12 +624,7 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
                 task.status = TaskStatus::Failed;
                 task.error = Some(why);
                 task.updated_at = now;
-                let write = state.tasks.put(Some(&old), &task);
-                tokio::spawn(async move {
-                    if let Err(e) = write.await {
-                        tracing::error!("cannot record a failure: {e}");
-                    }
-                });
+                state.tasks.put(Some(&old), &task).await?;
             } else {
                 retry.at = now + retry.backoff.as_micros() as i64;
                 retry.backoff = (retry.backoff * 2).min(RETRY_MAX);
@@ -643,7 +634,10 @@ fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), ActorProc
     Ok(())
 }
 
-fn finish(state: &mut SchedulerState, outcome: TaskOutcome) -> Result<(), ActorProcessingErr> {
+async fn finish(
+    state: &mut SchedulerState,
+    outcome: TaskOutcome,
+) -> Result<(), ActorProcessingErr> {
     let Some(old) = state.tasks.get(&outcome.task_id)? else {
         return Ok(());
     };
@@ -674,11 +668,6 @@ fn finish(state: &mut SchedulerState, outcome: TaskOutcome) -> Result<(), ActorP
         node = %outcome.node,
         "task finished"
     );
-    let write = state.tasks.put(Some(&old), &task);
-    tokio::spawn(async move {
-        if let Err(e) = write.await {
-            tracing::error!("cannot record an outcome: {e}");
-        }
-    });
+    state.tasks.put(Some(&old), &task).await?;
     Ok(())
 }
