@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod client_ip;
 pub mod draining;
+pub mod protect;
 pub mod routes;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct EdgeConfig {
     pub question_timeout: Duration,
     /// Peers whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: client_ip::TrustedProxies,
+    /// A request taking longer is stopped (408); above every wait a route offers.
+    pub request_timeout: Duration,
     /// Largest job text accepted (bytes).
     pub max_text_bytes: usize,
     /// Largest request body accepted (bytes).
@@ -43,6 +46,7 @@ impl Default for EdgeConfig {
             wait_timeout: Duration::from_secs(30),
             question_timeout: Duration::from_secs(60),
             trusted_proxies: client_ip::TrustedProxies::default(),
+            request_timeout: Duration::from_secs(120),
             max_text_bytes: 1024 * 1024,
             max_body_bytes: 2 * 1024 * 1024,
         }
@@ -55,6 +59,7 @@ pub struct AppState {
     pub config: Arc<EdgeConfig>,
     pub membership: Membership,
     pub draining: Draining,
+    pub protection: Arc<protect::Protection>,
 }
 
 /// The public listener's routes.
@@ -66,7 +71,16 @@ pub fn public_router(state: AppState) -> Router {
         .merge(routes::questions::router())
         .merge(routes::tasks::router())
         .merge(routes::events::router())
-        .fallback(routes::not_found);
+        .fallback(routes::not_found)
+        // Only the public listener asks for tokens and counts requests per client.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            protect::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            protect::authenticate,
+        ));
     with_edge_layers(routes, state)
 }
 
@@ -81,18 +95,29 @@ pub fn internal_router(state: AppState) -> Router {
     with_edge_layers(routes, state)
 }
 
-/// What every listener does around its routes: a request id (taken from `X-Request-Id` or
-/// made, and echoed), an access log line, the body limit, and refusing new requests while
-/// draining.
+/// What every listener does around its routes, outermost first: a request id (taken from
+/// `X-Request-Id` or made, and echoed), an access log line, JSON bodies for errors raised
+/// below the handlers, load shedding, a time limit, a header size limit, refusing new
+/// requests while draining, and the body limit.
 fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             draining::refuse_while_draining,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.config.max_body_bytes,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            protect::limit_headers,
         ))
+        .layer(protect::timeout_layer(state.config.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            protect::shed_load,
+        ))
+        .layer(axum::middleware::from_fn(protect::json_errors))
         .layer(axum::middleware::from_fn(access_log::log_request))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

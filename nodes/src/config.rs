@@ -163,6 +163,29 @@ pub struct EdgeArgs {
     /// default, so an event's IP is its TCP peer.
     #[arg(long, env = "TROUPE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// Bearer tokens the public listener accepts (repeat, or commas); none: no authentication.
+    #[arg(
+        long = "api-token",
+        env = "TROUPE_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
+    /// A file of bearer tokens, one per line (blank lines and `#` comments ignored).
+    #[arg(long, env = "TROUPE_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Per-client rate limit on the public listener: `off`, `RPS` or `RPS,BURST`.
+    #[arg(long, env = "TROUPE_RATE_LIMIT", default_value = "50,100")]
+    pub rate_limit: String,
+    /// Requests in flight at most; more are answered 503 at once.
+    #[arg(long, env = "TROUPE_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// A request taking longer is stopped (408).
+    #[arg(long, env = "TROUPE_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Request headers, all together, at most (431 past it).
+    #[arg(long, env = "TROUPE_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
     /// Largest job text, in bytes.
     #[arg(long, env = "TROUPE_MAX_TEXT_BYTES", default_value_t = 1024 * 1024)]
     pub max_text_bytes: usize,
@@ -205,6 +228,17 @@ pub struct UpArgs {
     /// Passed to the edge.
     #[arg(long, env = "TROUPE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
+    /// Passed to the edge; off by default for a local cluster.
+    #[arg(long, env = "TROUPE_RATE_LIMIT", default_value = "off")]
+    pub rate_limit: String,
+    /// Passed to the edge.
+    #[arg(
+        long = "api-token",
+        env = "TROUPE_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<String>,
     /// An external geolocation API; default: a `troupe geoip-stub` started with the cluster.
     #[arg(long, env = "TROUPE_GEO_URL")]
     pub geo_url: Option<String>,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use troupe_http_edge::protect::{Protection, RateLimit};
 use troupe_http_edge::{AppState, Draining, EdgeConfig};
 
 use crate::cluster::{Cluster, ClusterOptions};
@@ -24,6 +25,37 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
 
     let trusted_proxies =
         troupe_http_edge::client_ip::TrustedProxies::parse(&args.trusted_proxies)?;
+    let rate_limit = RateLimit::parse(&args.rate_limit)?;
+    let mut tokens = args.api_tokens.clone();
+    if let Some(file) = &args.api_token_file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read the token file {}: {e}", file.display()))?;
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    tracing::info!(
+        tokens = tokens.len(),
+        ?rate_limit,
+        "public listener protection"
+    );
+    let protection = Arc::new(Protection::new(
+        tokens,
+        rate_limit,
+        args.max_in_flight,
+        args.max_header_bytes,
+    ));
+    let forgetting = protection.clone();
+    let forget_task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            forgetting.forget_idle_clients();
+        }
+    });
     let state = AppState {
         config: Arc::new(EdgeConfig {
             call_timeout: args.cluster.call_timeout,
@@ -32,9 +64,11 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
             trusted_proxies,
             max_text_bytes: args.max_text_bytes,
             max_body_bytes: args.max_body_bytes,
+            request_timeout: args.request_timeout,
         }),
         membership: cluster.membership.clone(),
         draining: Draining::default(),
+        protection,
     };
     let public = TcpListener::bind(args.http)
         .await
@@ -84,6 +118,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         let _ = internal_task.await;
     })
     .await;
+    forget_task.abort();
     cluster.shutdown().await;
     tracing::info!("edge stopped");
     Ok(ExitCode::SUCCESS)

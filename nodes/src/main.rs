@@ -68,16 +68,23 @@ fn require_cookie(cluster: &config::ClusterArgs) -> Result<(), String> {
     }
 }
 
-/// Logs the resolved configuration, with the cookie redacted.
+/// Logs the resolved configuration, with secrets (cookie, API tokens) redacted.
 fn log_config(command: &Command) {
     let mut shown = format!("{command:?}");
-    let cookie = match command {
-        Command::Node(a) => a.cluster.cookie.clone(),
-        Command::Edge(a) => a.cluster.cookie.clone(),
-        Command::Up(_) | Command::GeoipStub(_) => None,
+    let secrets: Vec<String> = match command {
+        Command::Node(a) => a.cluster.cookie.iter().cloned().collect(),
+        Command::Edge(a) => a
+            .cluster
+            .cookie
+            .iter()
+            .chain(a.api_tokens.iter())
+            .cloned()
+            .collect(),
+        Command::Up(a) => a.api_tokens.clone(),
+        Command::GeoipStub(_) => Vec::new(),
     };
-    if let Some(c) = cookie.filter(|c| !c.is_empty()) {
-        shown = shown.replace(&c, "<redacted>");
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        shown = shown.replace(secret.as_str(), "<redacted>");
     }
     tracing::info!(config = %shown, "troupe starting");
 }

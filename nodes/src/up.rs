@@ -153,6 +153,11 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
     if !args.trusted_proxies.is_empty() {
         cmd.args(["--trusted-proxies", &args.trusted_proxies.join(",")]);
     }
+    cmd.args(["--rate-limit", &args.rate_limit]);
+    if !args.api_tokens.is_empty() {
+        // Through the environment, so tokens do not show in the process list.
+        cmd.env("TROUPE_API_TOKENS", args.api_tokens.join(","));
+    }
     let mut edge = spawn(cmd, "edge")?;
 
     println!("public http: {}", args.http);

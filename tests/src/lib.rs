@@ -118,6 +118,9 @@ impl TestCluster {
     pub fn start_edge(&mut self, extra: &[&str]) {
         let mut args: Vec<String> = vec![
             "edge".into(),
+            // Tests send many requests from one address; a test of the limit turns it on.
+            "--rate-limit".into(),
+            "off".into(),
             "--http".into(),
             self.http.to_string(),
             "--internal-http".into(),

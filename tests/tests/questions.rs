@@ -258,6 +258,10 @@ async fn sigint_to_the_edge_answers_in_flight_questions_and_refuses_new_ones() {
     let pending = ask_many(&c, 10);
     wait_in_flight(&c, 10).await;
     c.send_signal("edge", Signal::SIGINT);
+    eventually(Duration::from_secs(10), "the edge is draining", || async {
+        c.get_json("/healthz").await.1["status"] == "draining"
+    })
+    .await;
     let late = c
         .client
         .post(c.url("/api/v1/json"))

@@ -1,0 +1,312 @@
+//! What stands between the internet and the routes: load shedding, a header size limit, bearer
+//! tokens and per-client rate limits. Every refusal is rendered in the error shape of the API
+//! family the path belongs to (`routes::error_for_path`).
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use crate::client_ip::client_ip;
+use crate::routes::error_for_path;
+use crate::AppState;
+
+/// Paths that answer without a token or a rate limit: probes and documents.
+const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
+/// Requests per second and burst allowed to one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// `off`, `RPS` or `RPS,BURST` (a burst of twice the rate when not given).
+    pub fn parse(s: &str) -> Result<Option<Self>, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let bad = || format!("rate limit {s:?}: use off, RPS or RPS,BURST (e.g. 50,100)");
+        let (rps, burst) = match s.split_once(',') {
+            Some((r, b)) => (r.trim(), Some(b.trim())),
+            None => (s, None),
+        };
+        let per_second: u32 = rps.parse().ok().filter(|r| *r > 0).ok_or_else(bad)?;
+        let burst = match burst {
+            Some(b) => b.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
+            None => per_second.saturating_mul(2),
+        };
+        Ok(Some(Self { per_second, burst }))
+    }
+}
+
+/// The edge's protections, shared by its middleware.
+pub struct Protection {
+    tokens: Vec<Vec<u8>>,
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    in_flight: Arc<Semaphore>,
+    pub max_header_bytes: usize,
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("tokens", &self.tokens.len())
+            .field("rate_limited", &self.limiter.is_some())
+            .finish()
+    }
+}
+
+impl Protection {
+    pub fn new(
+        tokens: Vec<String>,
+        rate_limit: Option<RateLimit>,
+        max_in_flight: usize,
+        max_header_bytes: usize,
+    ) -> Self {
+        let limiter = rate_limit.map(|r| {
+            let per_second = NonZeroU32::new(r.per_second).expect("checked > 0");
+            let burst = NonZeroU32::new(r.burst).expect("checked > 0");
+            RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
+        });
+        Self {
+            tokens: tokens
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(String::into_bytes)
+                .collect(),
+            limiter,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_header_bytes,
+        }
+    }
+
+    /// Forgets clients not seen lately, so the limiter's memory stays bounded.
+    pub fn forget_idle_clients(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    fn token_ok(&self, presented: &[u8]) -> bool {
+        // Every configured token is compared in full, in constant time per token, so the
+        // answer's timing does not say how much of a guess was right.
+        self.tokens
+            .iter()
+            .fold(false, |ok, t| ok | constant_time_eq(t, presented))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who a request counts against: its token when it has one, else its address.
+#[derive(Debug, Clone)]
+struct ClientKey(String);
+
+/// More requests in flight than the edge will hold: 503 at once rather than a growing queue.
+pub async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.protection.in_flight.clone().try_acquire_owned() else {
+        return error_for_path(
+            request.uri().path(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its limit of requests in flight; retry shortly".into(),
+        );
+    };
+    next.run(request).await
+}
+
+/// Request headers over the limit, all together: 431.
+pub async fn limit_headers(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > state.protection.max_header_bytes {
+        return error_for_path(
+            request.uri().path(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "request headers are {size} bytes; the limit is {}",
+                state.protection.max_header_bytes
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+/// With tokens configured, a request needs `Authorization: Bearer <token>`: 401 otherwise.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if state.protection.tokens.is_empty() || OPEN_PATHS.contains(&path.as_str()) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_string());
+    match presented {
+        Some(token) if state.protection.token_ok(token.as_bytes()) => {
+            request
+                .extensions_mut()
+                .insert(ClientKey(format!("token:{token}")));
+            next.run(request).await
+        }
+        found => {
+            let why = if found.is_some() {
+                "the bearer token is not valid"
+            } else {
+                "this API needs an Authorization: Bearer <token> header"
+            };
+            let mut response = error_for_path(&path, StatusCode::UNAUTHORIZED, why.into());
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+/// Per-client rate limit: 429 with `Retry-After` (seconds) past it.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limiter) = &state.protection.limiter else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().to_string();
+    if OPEN_PATHS.contains(&path.as_str()) {
+        return next.run(request).await;
+    }
+    let key = match request.extensions().get::<ClientKey>() {
+        Some(k) => k.0.clone(),
+        None => {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or([127, 0, 0, 1].into());
+            let ip = client_ip(peer, request.headers(), &state.config.trusted_proxies);
+            format!("ip:{ip}")
+        }
+    };
+    match limiter.check_key(&key) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = error_for_path(
+                &path,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("too many requests; retry in {secs} s"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            response
+        }
+    }
+}
+
+/// Errors raised below the handlers (body limit, timeout, wrong method, unparsable path or
+/// query) come as plain text; clients of every family get their JSON shape instead.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !status.is_client_error() && !status.is_server_error() || is_json {
+        return response;
+    }
+    let kept: Vec<_> = [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW]
+        .into_iter()
+        .filter_map(|h| response.headers().get(&h).cloned().map(|v| (h, v)))
+        .collect();
+    let text = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = match (text.is_empty(), status) {
+        (_, StatusCode::REQUEST_TIMEOUT) => "the request took too long and was stopped".to_string(),
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
+        (false, _) => text,
+    };
+    let mut rendered = error_for_path(&path, status, message);
+    for (h, v) in kept {
+        rendered.headers_mut().insert(h, v);
+    }
+    rendered
+}
+
+/// How long a request may take in all; longer than the longest wait a route offers.
+pub fn timeout_layer(limit: Duration) -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(RateLimit::parse("off").unwrap(), None);
+        assert_eq!(
+            RateLimit::parse("50").unwrap(),
+            Some(RateLimit {
+                per_second: 50,
+                burst: 100
+            })
+        );
+        assert_eq!(
+            RateLimit::parse("5, 7").unwrap(),
+            Some(RateLimit {
+                per_second: 5,
+                burst: 7
+            })
+        );
+        for bad in ["", "0", "x", "5,0", "-1"] {
+            assert!(RateLimit::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let p = Protection::new(vec!["s3cret".into(), "other".into()], None, 1, 1);
+        assert!(p.token_ok(b"s3cret"));
+        assert!(p.token_ok(b"other"));
+        assert!(!p.token_ok(b"s3cre"));
+        assert!(!p.token_ok(b"s3cret!"));
+        assert!(!p.token_ok(b""));
+    }
+}
