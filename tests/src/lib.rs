@@ -57,6 +57,8 @@ pub struct TestCluster {
     pub node_addrs: BTreeMap<String, SocketAddr>,
     procs: BTreeMap<String, Proc>,
     pub client: reqwest::Client,
+    /// Sent as a bearer token by the harness's own requests, for an edge started with tokens.
+    pub token: Option<String>,
 }
 
 impl Default for TestCluster {
@@ -78,6 +80,16 @@ impl TestCluster {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            token: None,
+        }
+    }
+
+    /// A GET carrying the harness's token, if any.
+    fn authed_get(&self, url: &str) -> reqwest::RequestBuilder {
+        let req = self.client.get(url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
@@ -245,13 +257,11 @@ impl TestCluster {
     /// Waits until each of `groups` has a member (readiness of one service, where `/readyz`
     /// would need every service).
     pub async fn wait_groups(&self, groups: &[&str]) {
-        let client = self.client.clone();
         let url = self.url("/cluster");
         eventually(Duration::from_secs(60), "groups have members", || {
-            let client = client.clone();
-            let url = url.clone();
+            let request = self.authed_get(&url);
             async move {
-                let Ok(r) = client.get(&url).send().await else {
+                let Ok(r) = request.send().await else {
                     return false;
                 };
                 let Ok(v) = r.json::<serde_json::Value>().await else {
@@ -267,13 +277,11 @@ impl TestCluster {
 
     /// Waits until `/cluster` lists `n` workers.
     pub async fn wait_workers(&self, n: usize) {
-        let client = self.client.clone();
         let url = self.url("/cluster");
         eventually(Duration::from_secs(60), "workers joined", || {
-            let client = client.clone();
-            let url = url.clone();
+            let request = self.authed_get(&url);
             async move {
-                let Ok(r) = client.get(&url).send().await else {
+                let Ok(r) = request.send().await else {
                     return false;
                 };
                 let Ok(v) = r.json::<serde_json::Value>().await else {
