@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod service_error;
 pub mod store;
 pub mod supervisor;
+pub mod telemetry;
 pub mod time;
 pub mod user;
 pub mod worker;

@@ -23,6 +23,9 @@ wire_type!(NodeInfo);
 pub enum NodeInfoMsg {
     #[rpc]
     Info(RpcReplyPort<NodeInfo>),
+    /// This process's store and supervision counters.
+    #[rpc]
+    Metrics(RpcReplyPort<crate::telemetry::NodeMetrics>),
 }
 
 pub struct NodeInfoActor;
@@ -50,6 +53,9 @@ impl Actor for NodeInfoActor {
         match msg {
             NodeInfoMsg::Info(reply) => {
                 let _ = reply.send(info.clone());
+            }
+            NodeInfoMsg::Metrics(reply) => {
+                let _ = reply.send(crate::telemetry::snapshot(&info.name));
             }
         }
         Ok(())

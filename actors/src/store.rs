@@ -329,7 +329,13 @@ fn write_loop(db: &Database, path: &Path, inbox: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let result = apply(db, &group).map_err(|reason| {
+        let started = std::time::Instant::now();
+        let applied = apply(db, &group);
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        crate::telemetry::record_commit(&name, group.len(), started.elapsed(), applied.is_ok());
+        let result = applied.map_err(|reason| {
             tracing::error!(store = %path.display(), %reason, "group commit failed");
             StoreError::Io {
                 path: path.to_path_buf(),

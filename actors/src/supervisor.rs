@@ -306,6 +306,7 @@ async fn on_child_down(
         return;
     }
     child.total_restarts += 1;
+    crate::telemetry::record_restart(&child.spec.name);
     let delay = policy.backoff(recent);
     tracing::warn!(child = %child.spec.name, %reason, ?delay, "child down, restarting");
     myself.send_after(delay, move || SupervisorMsg::Restart(index));

@@ -1,16 +1,24 @@
-//! One log line per request: method, path, status, latency and request id. Errors log at warn,
-//! so every refused request can be found by its id.
+//! One log line per request: method, path, status, latency and request id (errors at warn, so
+//! every refused request can be found by its id); and the request's count and latency for
+//! `/metrics`, labelled by its route template (not its path: ids would explode the series).
 
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-pub async fn log_request(request: Request, next: Next) -> Response {
+use crate::AppState;
+
+pub async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |m| m.as_str())
+        .to_string();
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -19,7 +27,11 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .to_string();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let took = started.elapsed();
+    state
+        .http_metrics
+        .record(&route, method.as_str(), status, took);
+    let micros = took.as_micros() as u64;
     if status >= 400 {
         tracing::warn!(%method, %path, status, micros, %request_id, "request");
     } else {

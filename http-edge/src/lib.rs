@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod client_ip;
 pub mod draining;
+pub mod metrics;
 pub mod protect;
 pub mod routes;
 
@@ -60,12 +61,14 @@ pub struct AppState {
     pub membership: Membership,
     pub draining: Draining,
     pub protection: Arc<protect::Protection>,
+    pub http_metrics: Arc<metrics::HttpMetrics>,
 }
 
 /// The public listener's routes.
 pub fn public_router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .merge(routes::jobs::router())
         .merge(routes::public_api::router())
         .merge(routes::questions::router())
@@ -88,6 +91,7 @@ pub fn public_router(state: AppState) -> Router {
 pub fn internal_router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
+        .merge(routes::metrics::router())
         .merge(routes::listings::router())
         .merge(routes::users::router())
         .fallback(routes::result_family::not_found)
@@ -118,7 +122,10 @@ fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
             protect::shed_load,
         ))
         .layer(axum::middleware::from_fn(protect::json_errors))
-        .layer(axum::middleware::from_fn(access_log::log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access_log::log_request,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

@@ -69,6 +69,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         membership: cluster.membership.clone(),
         draining: Draining::default(),
         protection,
+        http_metrics: Default::default(),
     };
     let public = TcpListener::bind(args.http)
         .await

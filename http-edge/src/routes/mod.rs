@@ -5,6 +5,7 @@ mod form;
 pub mod health;
 pub mod jobs;
 pub mod listings;
+pub mod metrics;
 pub mod public_api;
 pub mod questions;
 pub mod result_family;
