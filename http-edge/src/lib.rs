@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod client_ip;
 pub mod draining;
 pub mod metrics;
+pub mod openapi;
 pub mod protect;
 pub mod routes;
 
@@ -74,6 +75,7 @@ pub fn public_router(state: AppState) -> Router {
         .merge(routes::questions::router())
         .merge(routes::tasks::router())
         .merge(routes::events::router())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
         .fallback(routes::not_found)
         // Only the public listener asks for tokens and counts requests per client.
         .layer(axum::middleware::from_fn_with_state(

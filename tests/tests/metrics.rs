@@ -41,10 +41,15 @@ async fn metrics_count_requests_commits_and_geo_calls() {
         .get_json("/jobs/01a205c1-94c4-764d-913c-7cce756c045d")
         .await;
     assert_eq!(s, 404);
-    let (s, _) = c
+    let (s, b) = c
         .post_json("/event/submit/", json!({"name": "local"}))
         .await;
     assert_eq!(s, 202);
+    let event = format!("/event/{}", b["data"]["task_id"].as_str().unwrap());
+    eventually(Duration::from_secs(10), "event located", || async {
+        c.get_json(&event).await.1["data"]["geo_status"] != "pending"
+    })
+    .await;
 
     let r = c.client.get(c.url("/metrics")).send().await.unwrap();
     assert!(r.headers()["content-type"]

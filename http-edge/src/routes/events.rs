@@ -23,6 +23,7 @@ use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;
 
 use crate::client_ip::client_ip;
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -279,4 +280,55 @@ async fn fetch(
             "total": total,
         }
     })))
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "POST",
+            path: "/event/submit/",
+            summary: "Store an event; it is geolocated later",
+            family: "events",
+            body: Some("application/json"),
+            success: 202,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "POST",
+            path: "/event/submit",
+            summary: "Store an event (without the trailing slash)",
+            family: "events",
+            body: Some("application/json"),
+            success: 202,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/event/fetch/",
+            summary: "Events, newest first, with filters",
+            family: "events",
+            body: None,
+            success: 200,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/event/fetch",
+            summary: "Events (without the trailing slash)",
+            family: "events",
+            body: None,
+            success: 200,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/event/{task_id}",
+            summary: "One event with its geolocation",
+            family: "events",
+            body: None,
+            success: 200,
+            errors: &[404],
+        },
+    ]
 }

@@ -14,6 +14,7 @@ use troupe_actors::node_info::{NodeInfo, NodeInfoMsg};
 use troupe_actors::rpc;
 use troupe_actors::time::micros_to_rfc3339;
 
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -127,4 +128,37 @@ async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
 /// ractor_cluster names peers `name@host`; the API shows the name given with `--name`.
 fn short_name(full: &str) -> &str {
     full.split('@').next().unwrap_or(full)
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "GET",
+            path: "/healthz",
+            summary: "Is this edge up (and draining?)",
+            family: "health",
+            body: None,
+            success: 200,
+            errors: &[],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/readyz",
+            summary: "Can the cluster serve: every service group has a member",
+            family: "health",
+            body: None,
+            success: 200,
+            errors: &[],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/cluster",
+            summary: "Nodes, groups and workers",
+            family: "health",
+            body: None,
+            success: 200,
+            errors: &[],
+        },
+    ]
 }

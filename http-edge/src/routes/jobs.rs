@@ -18,6 +18,7 @@ use troupe_actors::master::{JobStatus, JobView, MasterMsg, NewJob};
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -352,4 +353,28 @@ mod tests {
             "wait"
         );
     }
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "POST",
+            path: "/jobs",
+            summary: "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
+            family: "jobs",
+            body: Some("application/json"),
+            success: 202,
+            errors: &[400, 413],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/jobs/{id}",
+            summary: "A job's status, file, worker and node",
+            family: "jobs",
+            body: None,
+            success: 200,
+            errors: &[404],
+        },
+    ]
 }

@@ -15,6 +15,7 @@ use troupe_actors::user::{NewUser, User};
 
 use super::result_family::{self, ResultError};
 use super::{listings, users};
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -176,4 +177,37 @@ async fn create_listing(
     }
     let listing = listings::store(&state, new).await?;
     Ok(Json(CreatedListing { listing }))
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "GET",
+            path: "/public-api/listings",
+            summary: "Listings, newest first, each with its user",
+            family: "listings",
+            body: None,
+            success: 200,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "POST",
+            path: "/public-api/listings",
+            summary: "Create a listing for an existing user",
+            family: "listings",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 415],
+        },
+        RouteDoc {
+            method: "POST",
+            path: "/public-api/users",
+            summary: "Create a user",
+            family: "listings",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 415],
+        },
+    ]
 }

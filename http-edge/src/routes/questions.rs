@@ -17,6 +17,7 @@ use troupe_actors::question::parse::{self, ParseError};
 use troupe_actors::question::{Ask, Question, QuestionError};
 use troupe_actors::rpc::{self, CallError};
 
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 /// Questions are small; anything bigger is a mistake or an attack.
@@ -181,4 +182,17 @@ mod tests {
         assert_eq!(status(r#"{"action":"search"}"#), 400);
         assert_eq!(status(r#"{"action":"dance"}"#), 501);
     }
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![RouteDoc {
+        method: "POST",
+        path: "/api/v1/json",
+        summary: "Ask a question: search, all or list",
+        family: "questions",
+        body: Some("application/json"),
+        success: 200,
+        errors: &[400, 403, 404, 405, 413, 415, 500, 501, 504],
+    }]
 }

@@ -21,6 +21,7 @@ use troupe_actors::scheduler::{
 };
 use troupe_actors::time::micros_to_rfc3339;
 
+use crate::openapi::RouteDoc;
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -339,4 +340,136 @@ async fn remove_payload_key(
     .await?
     .0?;
     Ok(Json(task_json(&task)))
+}
+
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "GET",
+            path: "/api/tasks",
+            summary: "Tasks sorted by start, filtered by worker, status, from, to",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "POST",
+            path: "/api/tasks",
+            summary: "Schedule a task",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 201,
+            errors: &[400, 415],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/api/tasks/{id}",
+            summary: "One task",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[404],
+        },
+        RouteDoc {
+            method: "PATCH",
+            path: "/api/tasks/{id}",
+            summary: "Change a task's fields",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 404, 409, 415],
+        },
+        RouteDoc {
+            method: "DELETE",
+            path: "/api/tasks/{id}",
+            summary: "Delete a task that is not running",
+            family: "tasks",
+            body: None,
+            success: 204,
+            errors: &[404, 409],
+        },
+        RouteDoc {
+            method: "PATCH",
+            path: "/api/tasks/{id}/payload",
+            summary: "Add or replace first-level payload keys",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 404, 409, 415],
+        },
+        RouteDoc {
+            method: "DELETE",
+            path: "/api/tasks/{id}/payload/{key}",
+            summary: "Remove one payload key",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[404, 409],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/api/task",
+            summary: "Tasks sorted by start, filtered by worker, status, from, to",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[400],
+        },
+        RouteDoc {
+            method: "POST",
+            path: "/api/task",
+            summary: "Schedule a task",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 201,
+            errors: &[400, 415],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/api/task/{id}",
+            summary: "One task",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[404],
+        },
+        RouteDoc {
+            method: "PATCH",
+            path: "/api/task/{id}",
+            summary: "Change a task's fields",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 404, 409, 415],
+        },
+        RouteDoc {
+            method: "DELETE",
+            path: "/api/task/{id}",
+            summary: "Delete a task that is not running",
+            family: "tasks",
+            body: None,
+            success: 204,
+            errors: &[404, 409],
+        },
+        RouteDoc {
+            method: "PATCH",
+            path: "/api/task/{id}/payload",
+            summary: "Add or replace first-level payload keys",
+            family: "tasks",
+            body: Some("application/json"),
+            success: 200,
+            errors: &[400, 404, 409, 415],
+        },
+        RouteDoc {
+            method: "DELETE",
+            path: "/api/task/{id}/payload/{key}",
+            summary: "Remove one payload key",
+            family: "tasks",
+            body: None,
+            success: 200,
+            errors: &[404, 409],
+        },
+    ]
 }
