@@ -273,6 +273,30 @@ fn view_json(v: &JobView) -> Value {
     body
 }
 
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![
+        RouteDoc {
+            method: "POST",
+            path: "/jobs",
+            summary: "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
+            family: "jobs",
+            body: Some("application/json"),
+            success: 202,
+            errors: &[400, 413],
+        },
+        RouteDoc {
+            method: "GET",
+            path: "/jobs/{id}",
+            summary: "A job's status, file, worker and node",
+            family: "jobs",
+            body: None,
+            success: 200,
+            errors: &[404],
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,28 +377,4 @@ mod tests {
             "wait"
         );
     }
-}
-
-/// The operations this module serves on the public listener (see `crate::openapi`).
-pub fn docs() -> Vec<RouteDoc> {
-    vec![
-        RouteDoc {
-            method: "POST",
-            path: "/jobs",
-            summary: "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
-            family: "jobs",
-            body: Some("application/json"),
-            success: 202,
-            errors: &[400, 413],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/jobs/{id}",
-            summary: "A job's status, file, worker and node",
-            family: "jobs",
-            body: None,
-            success: 200,
-            errors: &[404],
-        },
-    ]
 }

@@ -167,6 +167,19 @@ fn parse_question(body: &[u8]) -> Result<Question, QuestionApiError> {
     })
 }
 
+/// The operations this module serves on the public listener (see `crate::openapi`).
+pub fn docs() -> Vec<RouteDoc> {
+    vec![RouteDoc {
+        method: "POST",
+        path: "/api/v1/json",
+        summary: "Ask a question: search, all or list",
+        family: "questions",
+        body: Some("application/json"),
+        success: 200,
+        errors: &[400, 403, 404, 405, 413, 415, 500, 501, 504],
+    }]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,17 +195,4 @@ mod tests {
         assert_eq!(status(r#"{"action":"search"}"#), 400);
         assert_eq!(status(r#"{"action":"dance"}"#), 501);
     }
-}
-
-/// The operations this module serves on the public listener (see `crate::openapi`).
-pub fn docs() -> Vec<RouteDoc> {
-    vec![RouteDoc {
-        method: "POST",
-        path: "/api/v1/json",
-        summary: "Ask a question: search, all or list",
-        family: "questions",
-        body: Some("application/json"),
-        success: 200,
-        errors: &[400, 403, 404, 405, 413, 415, 500, 501, 504],
-    }]
 }
