@@ -396,3 +396,35 @@ async fn a_draining_edge_finishes_in_flight_requests_and_refuses_new_ones() {
     let exit = c.wait_exit("edge", Duration::from_secs(20));
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_with_another_cookie_never_joins_and_gets_no_work() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_edge(&[]);
+    c.wait_groups(&["troupe.master"]).await;
+    let (s, b) = c
+        .post_json("/jobs", json!({"text": "for members only"}))
+        .await;
+    assert_eq!(s, 202);
+    let id = b["job_id"].as_str().unwrap().to_string();
+
+    // Same flags as a member, but another cookie (a later flag wins over the environment).
+    c.start_node(
+        "intruder",
+        &["worker"],
+        &["sneaky"],
+        &["--cookie", "not-the-cookie"],
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the intruder's handshake failed",
+        || async { c.log("intruder").contains("closed before authenticating") },
+    )
+    .await;
+    let (_, cluster) = c.get_json("/cluster").await;
+    assert!(cluster["groups"]["troupe.worker"].is_null(), "{cluster}");
+    assert!(!cluster.to_string().contains("intruder"), "{cluster}");
+    assert_eq!(job_status(&c, &id).await["status"], "queued");
+    assert!(job_files(&c.data_dir("intruder")).is_empty());
+}
