@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,6 +22,7 @@ use troupe_actors::rpc::{self, CallError};
 use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::json_body;
 use crate::client_ip::client_ip;
 use crate::openapi::RouteDoc;
 use crate::AppState;
@@ -89,35 +90,9 @@ async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), EventsApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     // This family answers a wrong Content-Type with its own 400, as the brief's clients expect.
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(EventsApiError::fail(
-            "body",
-            format!("Content-Type must be application/json, not {content_type:?}"),
-        ));
-    }
-    let obj = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(obj)) => obj,
-        Ok(_) => {
-            return Err(EventsApiError::fail(
-                "body",
-                "the body must be a JSON object",
-            ))
-        }
-        Err(e) => {
-            return Err(EventsApiError::fail(
-                "body",
-                format!("the body is not valid JSON: {e}"),
-            ))
-        }
-    };
+    let obj = json_body::object(&headers, &body)
+        .map_err(|e| EventsApiError::fail("body", e.message()))?;
     let mut fails = Vec::new();
     let name = match obj.get("name") {
         None | Some(Value::Null) => None,

@@ -4,6 +4,7 @@ pub mod events;
 mod form;
 pub mod health;
 pub mod jobs;
+pub mod json_body;
 pub mod listings;
 pub mod metrics;
 pub mod public_api;

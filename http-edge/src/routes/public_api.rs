@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use troupe_actors::listing::{Listing, NewListing};
 use troupe_actors::user::{NewUser, User};
 
+use super::json_body::{self, JsonBodyError};
 use super::result_family::{self, ResultError};
 use super::{listings, users};
 use crate::openapi::RouteDoc;
@@ -92,28 +93,12 @@ async fn list(
 
 /// The JSON object of a public create: 415 for another Content-Type, 400 for bad JSON.
 fn json_object(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, ResultError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(ResultError::one(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type must be application/json, not {content_type:?}"),
-        ));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ResultError::bad_request(vec![
-            "body must be a JSON object".into()
-        ])),
-        Err(e) => Err(ResultError::bad_request(vec![format!(
-            "body is not valid JSON: {e}"
-        )])),
-    }
+    json_body::object(headers, body).map_err(|e| match e {
+        JsonBodyError::WrongContentType(_) => {
+            ResultError::one(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.message())
+        }
+        JsonBodyError::Invalid(m) => ResultError::bad_request(vec![m]),
+    })
 }
 
 fn int_field(map: &Map<String, Value>, name: &str, errors: &mut Vec<String>) -> Option<i64> {

@@ -6,17 +6,18 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 use troupe_actors::groups;
 use troupe_actors::master::MasterMsg;
 use troupe_actors::question::parse::{self, ParseError};
 use troupe_actors::question::{Ask, Question, QuestionError};
 use troupe_actors::rpc::{self, CallError};
 
+use super::json_body;
 use crate::openapi::RouteDoc;
 use crate::AppState;
 
@@ -114,19 +115,8 @@ async fn answer(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<String>, QuestionApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(QuestionApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type must be application/json, not {content_type:?}"),
-        ));
-    }
+    json_body::require_json(headers)
+        .map_err(|e| QuestionApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.message()))?;
     let body =
         body.map_err(|e| QuestionApiError::new(e.status(), format!("cannot read the body: {e}")))?;
     if body.len() > MAX_QUESTION_BYTES {
@@ -156,11 +146,7 @@ async fn answer(
 
 /// Turns the JSON body into a question: 400 for bad JSON or keys, 501 for an unknown action.
 fn parse_question(body: &[u8]) -> Result<Question, QuestionApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| QuestionApiError::bad(format!("the body is not valid JSON: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(QuestionApiError::bad("the body must be a JSON object"));
-    };
+    let obj = json_body::parse_object(body).map_err(|e| QuestionApiError::bad(e.message()))?;
     parse::from_json(&obj).map_err(|e| match e {
         ParseError::Invalid(m) => QuestionApiError::bad(m),
         ParseError::UnknownAction(m) => QuestionApiError::new(StatusCode::NOT_IMPLEMENTED, m),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch};
 use axum::{Json, Router};
@@ -21,6 +21,7 @@ use troupe_actors::scheduler::{
 };
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::json_body::{self, JsonBodyError};
 use crate::openapi::RouteDoc;
 use crate::AppState;
 
@@ -149,30 +150,12 @@ pub fn task_json(t: &Task) -> Value {
 }
 
 fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, TasksError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(TasksError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type must be application/json, not {content_type:?}"),
-        ));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(TasksError::invalid(
-            "body",
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(TasksError::invalid(
-            "body",
-            format!("the body is not valid JSON: {e}"),
-        )),
-    }
+    json_body::object(headers, body).map_err(|e| match e {
+        JsonBodyError::WrongContentType(_) => {
+            TasksError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.message())
+        }
+        JsonBodyError::Invalid(m) => TasksError::invalid("body", m),
+    })
 }
 
 /// A key that may be absent (`None`), null (`Some(None)`) or a string.

@@ -1,0 +1,59 @@
+//! Reading a JSON-object body, the way every JSON API family here takes one. Each family turns
+//! a [`JsonBodyError`] into its own error shape and status (415 for most, 400 for events).
+
+use axum::http::{header, HeaderMap};
+use serde_json::{Map, Value};
+
+#[derive(Debug)]
+pub enum JsonBodyError {
+    /// The declared Content-Type, which is not JSON.
+    WrongContentType(String),
+    /// Not JSON at all, or JSON but not an object; the message says which.
+    Invalid(String),
+}
+
+impl JsonBodyError {
+    pub fn message(&self) -> String {
+        match self {
+            Self::WrongContentType(ct) => {
+                format!("Content-Type must be application/json, not {ct:?}")
+            }
+            Self::Invalid(m) => m.clone(),
+        }
+    }
+}
+
+/// Checks the Content-Type only.
+pub fn require_json(headers: &HeaderMap) -> Result<(), JsonBodyError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        Ok(())
+    } else {
+        Err(JsonBodyError::WrongContentType(content_type.to_string()))
+    }
+}
+
+/// Parses bytes that must hold one JSON object.
+pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, JsonBodyError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(JsonBodyError::Invalid(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(JsonBodyError::Invalid(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// A JSON-object body with a JSON Content-Type.
+pub fn object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, JsonBodyError> {
+    require_json(headers)?;
+    parse_object(body)
+}
