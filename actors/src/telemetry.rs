@@ -2,7 +2,8 @@
 //! restarts. The node-info actor hands a snapshot to the edge, which renders it.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,8 @@ pub struct NodeMetrics {
     pub stores: BTreeMap<String, StoreStats>,
     /// Restarts by supervised child name.
     pub restarts: BTreeMap<String, u64>,
+    /// Jobs, questions and tasks running now, by worker name.
+    pub running: BTreeMap<String, i64>,
 }
 
 wire_type!(NodeMetrics);
@@ -63,6 +66,7 @@ wire_type!(NodeMetrics);
 struct Registry {
     stores: BTreeMap<String, StoreStats>,
     restarts: BTreeMap<String, u64>,
+    running: BTreeMap<String, Arc<AtomicI64>>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -91,11 +95,21 @@ pub fn record_restart(child: &str) {
     with(|r| *r.restarts.entry(child.to_string()).or_default() += 1);
 }
 
+/// The gauge of work running on a worker; the worker moves it as work starts and ends.
+pub fn running_gauge(worker: &str) -> Arc<AtomicI64> {
+    with(|r| r.running.entry(worker.to_string()).or_default().clone())
+}
+
 pub fn snapshot(node: &str) -> NodeMetrics {
     with(|r| NodeMetrics {
         node: node.to_string(),
         stores: r.stores.clone(),
         restarts: r.restarts.clone(),
+        running: r
+            .running
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect(),
     })
 }
 

@@ -177,6 +177,18 @@ pub fn render(http: &HttpMetrics, nodes: &[NodeMetrics], geo: Option<GeoCounters
     }
     header(
         &mut out,
+        "troupe_worker_running",
+        "gauge",
+        "Jobs, questions and tasks running on a worker.",
+    );
+    for n in nodes {
+        for (worker, count) in &n.running {
+            let l = labels(&[("node", &n.node), ("worker", worker)]);
+            let _ = writeln!(out, "troupe_worker_running{{{l}}} {count}");
+        }
+    }
+    header(
+        &mut out,
         "troupe_node_reporting",
         "gauge",
         "Nodes that answered this scrape.",

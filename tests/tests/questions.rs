@@ -286,7 +286,25 @@ async fn a_worker_node_finishes_its_running_questions_before_leaving() {
     let mut c = question_cluster("2s");
     wait_answering(&c).await;
     let pending = ask_many(&c, 5);
-    wait_in_flight(&c, 5).await;
+    // Running on the worker, not merely in flight at the edge.
+    eventually(
+        Duration::from_secs(20),
+        "five questions running on w2",
+        || async {
+            let text = c
+                .client
+                .get(c.url("/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .any(|l| l == r#"troupe_worker_running{node="n2",worker="w2"} 5"#)
+        },
+    )
+    .await;
     c.send_signal("n2", Signal::SIGTERM);
     for p in pending {
         let (s, b) = p.await.unwrap();

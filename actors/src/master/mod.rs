@@ -36,6 +36,8 @@ use crate::worker::{JobAssignment, WorkerMsg};
 /// A worker's report error is retried on another worker this many times in all.
 const MAX_ATTEMPTS: u32 = 3;
 const TICK: Duration = Duration::from_secs(1);
+/// How long answers may trail the news that their worker is gone (see `check_questions`).
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
 pub struct MasterArgs {
     pub store_path: PathBuf,
@@ -63,6 +65,8 @@ pub struct Asking {
     tried: Vec<ActorId>,
     started: Instant,
     deadline: Instant,
+    /// When its worker's actor was first seen gone.
+    worker_gone_since: Option<Instant>,
 }
 
 pub struct Master;
@@ -140,6 +144,7 @@ impl Actor for Master {
                     reply,
                     worker: None,
                     tried: Vec::new(),
+                    worker_gone_since: None,
                 };
                 send_question(state, token, asking);
             }
@@ -307,8 +312,19 @@ fn check_questions(state: &mut MasterState) {
                     "no answer within {waited:?}"
                 )))));
         } else if gone {
-            let asking = state.asking.remove(&token).expect("present");
-            send_question(state, token, asking);
+            // ractor delivers supervision events before ordinary messages, so the news of a
+            // worker's end can overtake answers it sent just before: give them a moment.
+            let since = *state
+                .asking
+                .get_mut(&token)
+                .expect("present")
+                .worker_gone_since
+                .get_or_insert(now);
+            if now.duration_since(since) >= ANSWER_GRACE {
+                let mut asking = state.asking.remove(&token).expect("present");
+                asking.worker_gone_since = None;
+                send_question(state, token, asking);
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod files;
 pub mod messages;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +39,23 @@ pub struct WorkerArgs {
 
 pub struct WorkerState {
     args: Arc<WorkerArgs>,
+    /// Work running now, for `/metrics`.
+    running_now: Arc<AtomicI64>,
     draining: bool,
     running: JoinSet<()>,
     cleanup: JoinHandle<()>,
+}
+
+impl WorkerState {
+    /// Runs `work` as a task, counted in the running gauge while it runs.
+    fn spawn(&mut self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let gauge = self.running_now.clone();
+        gauge.fetch_add(1, Ordering::Relaxed);
+        self.running.spawn(async move {
+            work.await;
+            gauge.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
 }
 
 pub struct Worker;
@@ -61,6 +76,7 @@ impl Actor for Worker {
         pg::join(groups::WORKER.into(), vec![myself.get_cell()]);
         pg::join(groups::named_worker(&args.name), vec![myself.get_cell()]);
         Ok(WorkerState {
+            running_now: crate::telemetry::running_gauge(&args.name),
             args,
             draining: false,
             running: JoinSet::new(),
@@ -81,7 +97,7 @@ impl Actor for Worker {
                 tracing::debug!(job = %job.job_id, "draining; not taking the job");
             }
             WorkerMsg::Run(job) => {
-                state.running.spawn(run_job(state.args.clone(), job));
+                state.spawn(run_job(state.args.clone(), job));
             }
             WorkerMsg::Ask(job) if state.draining => {
                 let refused = Err(QuestionError::Unavailable(
@@ -91,7 +107,7 @@ impl Actor for Worker {
             }
             WorkerMsg::Ask(job) => {
                 let cfg = state.args.questions.clone();
-                state.running.spawn(async move {
+                state.spawn(async move {
                     let answer = question::runner::answer(&job.ask.question, &cfg).await;
                     answer_master(job.token, Answer(answer));
                 });
@@ -101,7 +117,7 @@ impl Actor for Worker {
                 tracing::debug!(task = %run.task_id, "draining; not taking the task");
             }
             WorkerMsg::RunTask(run) => {
-                state.running.spawn(run_task(state.args.clone(), run));
+                state.spawn(run_task(state.args.clone(), run));
             }
             WorkerMsg::Drain(done) => {
                 state.draining = true;
