@@ -34,12 +34,26 @@ pub fn troupe_bin() -> PathBuf {
     .clone()
 }
 
+/// A port no other test of this process will get, free when checked. Taken below the
+/// ephemeral range (32768 up), where the OS picks ports for outgoing connections: a port
+/// handed out there can be grabbed by some connection before its node binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: OnceLock<std::sync::atomic::AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let seed = std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        std::sync::atomic::AtomicU32::new(seed % SPAN)
+    });
+    loop {
+        let port = (LOW + next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One process of the cluster and how to start it again.
