@@ -169,6 +169,12 @@ impl TaskStore {
         };
         // Only a worker filter combined with a status needs the records to decide.
         let needs_status_check = filter.worker.is_some() && filter.status.is_some();
+        // With no filter the total is the table's length (which redb keeps), so the walk can
+        // stop at the end of the page instead of counting every task.
+        let unfiltered = filter.worker.is_none()
+            && filter.status.is_none()
+            && filter.from.is_none()
+            && filter.to.is_none();
         let offset = filter.page.offset();
         let size = filter.page.size;
         let mut total = 0u64;
@@ -196,9 +202,12 @@ impl TaskStore {
                     page_ids.push(id);
                 }
                 total += 1;
-                true
+                !(unfiltered && page_ids.len() as u64 >= size)
             },
         )?;
+        if unfiltered {
+            total = self.store.len(BY_START)?;
+        }
         if let Some(e) = failure {
             return Err(e);
         }
