@@ -268,41 +268,37 @@ impl TestCluster {
         .await;
     }
 
+    /// Waits until `/cluster` satisfies `holds`.
+    async fn wait_cluster(&self, what: &str, holds: impl Fn(&serde_json::Value) -> bool) {
+        let url = self.url("/cluster");
+        let holds = &holds;
+        eventually(Duration::from_secs(60), what, || {
+            let request = self.authed_get(&url);
+            async move {
+                match request.send().await {
+                    Ok(r) => r.json::<serde_json::Value>().await.is_ok_and(|v| holds(&v)),
+                    Err(_) => false,
+                }
+            }
+        })
+        .await;
+    }
+
     /// Waits until each of `groups` has a member (readiness of one service, where `/readyz`
     /// would need every service).
     pub async fn wait_groups(&self, groups: &[&str]) {
-        let url = self.url("/cluster");
-        eventually(Duration::from_secs(60), "groups have members", || {
-            let request = self.authed_get(&url);
-            async move {
-                let Ok(r) = request.send().await else {
-                    return false;
-                };
-                let Ok(v) = r.json::<serde_json::Value>().await else {
-                    return false;
-                };
-                groups
-                    .iter()
-                    .all(|g| v["groups"][*g].as_array().is_some_and(|a| !a.is_empty()))
-            }
+        self.wait_cluster("groups have members", |v| {
+            groups
+                .iter()
+                .all(|g| v["groups"][*g].as_array().is_some_and(|a| !a.is_empty()))
         })
         .await;
     }
 
     /// Waits until `/cluster` lists `n` workers.
     pub async fn wait_workers(&self, n: usize) {
-        let url = self.url("/cluster");
-        eventually(Duration::from_secs(60), "workers joined", || {
-            let request = self.authed_get(&url);
-            async move {
-                let Ok(r) = request.send().await else {
-                    return false;
-                };
-                let Ok(v) = r.json::<serde_json::Value>().await else {
-                    return false;
-                };
-                v["groups"]["troupe.worker"].as_array().map(|a| a.len()) == Some(n)
-            }
+        self.wait_cluster("workers joined", |v| {
+            v["groups"]["troupe.worker"].as_array().map(|a| a.len()) == Some(n)
         })
         .await;
     }
