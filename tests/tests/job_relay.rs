@@ -296,6 +296,11 @@ async fn jobs_on_a_hung_worker_node_go_to_another_worker_long_before_their_lease
     c.start_edge(&[]);
     c.wait_groups(JOB_GROUPS).await;
     c.wait_workers(2).await;
+    // The edge's view is not the master's: wait until n1 itself has n3 as a peer.
+    eventually(Duration::from_secs(20), "n1 sees n3", || async {
+        c.log("n1").contains("node up peer=n3@")
+    })
+    .await;
 
     c.send_signal("n3", Signal::SIGSTOP);
     let mut ids = Vec::new();
