@@ -73,6 +73,7 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
                 SchedulerArgs {
                     store_path: store_path.clone(),
                     config: config.clone(),
+                    clock: None,
                 },
             )
         }));

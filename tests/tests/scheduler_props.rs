@@ -770,6 +770,7 @@ fn args(path: &Path, deadline: Duration) -> SchedulerArgs {
             // With no master in the process each call fails at once (no member) anyway.
             call_timeout: Duration::from_millis(50),
         },
+        clock: None,
     }
 }
 
