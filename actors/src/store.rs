@@ -10,6 +10,7 @@
 //! Dropping the `Store` stops the writer after it has committed what was queued and closes the
 //! file; an actor that is restarted must be fully dropped first (redb refuses a second open).
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -350,20 +351,27 @@ fn write_loop(db: &Database, path: &Path, inbox: mpsc::Receiver<Pending>) {
 
 fn apply(db: &Database, group: &[Pending]) -> Result<(), String> {
     let txn = db.begin_write().map_err(|e| e.to_string())?;
-    for pending in group {
-        for op in &pending.batch.ops {
+    {
+        // Each table is opened once per transaction, not once per write: a group commit
+        // carries many writes to the same few tables.
+        let mut open: HashMap<&'static str, redb::Table<'_, &'static [u8], &'static [u8]>> =
+            HashMap::new();
+        for op in group.iter().flat_map(|p| &p.batch.ops) {
+            let name = match op {
+                Op::Put { table, .. } | Op::Delete { table, .. } => *table,
+            };
+            let t = match open.entry(name) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(txn.open_table(table_def(name)).map_err(|e| e.to_string())?)
+                }
+            };
             match op {
-                Op::Put { table, key, value } => {
-                    let mut t = txn
-                        .open_table(table_def(table))
-                        .map_err(|e| e.to_string())?;
+                Op::Put { key, value, .. } => {
                     t.insert(key.as_slice(), value.as_slice())
                         .map_err(|e| e.to_string())?;
                 }
-                Op::Delete { table, key } => {
-                    let mut t = txn
-                        .open_table(table_def(table))
-                        .map_err(|e| e.to_string())?;
+                Op::Delete { key, .. } => {
                     t.remove(key.as_slice()).map_err(|e| e.to_string())?;
                 }
             }
