@@ -141,7 +141,8 @@ impl Actor for Scheduler {
         myself: ActorRef<SchedulerMsg>,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        wake(&myself, state).await?;
+        catch_up(&myself, state).await?;
+        arm(&myself, state)?;
         Ok(())
     }
 
@@ -151,9 +152,9 @@ impl Actor for Scheduler {
         msg: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        // Catch up first: whatever fell due is fired before this message is answered, even if
-        // its timer has not been delivered yet, so no answer shows a due task as SCHEDULED.
-        wake(&myself, state).await?;
+        // Whatever fell due is fired before this message is answered, even if its timer has
+        // not been delivered yet, so no answer shows a due task as SCHEDULED.
+        catch_up(&myself, state).await?;
         match msg {
             SchedulerMsg::Create(new, reply) => {
                 let result = create(state, new);
@@ -198,7 +199,9 @@ impl Actor for Scheduler {
             SchedulerMsg::Dispatched(d) => dispatched(state, d).await?,
             SchedulerMsg::Wake => {}
         }
-        wake(&myself, state).await?;
+        // Nothing a message does makes work due now (starts and retries lie ahead), so the
+        // timer is all that needs setting; if something is due, it fires at once.
+        arm(&myself, state)?;
         Ok(())
     }
 
@@ -461,8 +464,8 @@ fn new_retry(clock: &Clock, config: &SchedulerConfig, why: &str) -> Retry {
     }
 }
 
-/// Fires what is due, then arms the timer for the next thing.
-async fn wake(
+/// Fires what is due: starts, runs whose lease ran out, dispatch retries.
+async fn catch_up(
     myself: &ActorRef<SchedulerMsg>,
     state: &mut SchedulerState,
 ) -> Result<(), ActorProcessingErr> {
@@ -510,7 +513,6 @@ async fn wake(
     for id in due {
         send(myself, state, &id).await?;
     }
-    arm(myself, state)?;
     Ok(())
 }
 
