@@ -12,7 +12,7 @@ use crate::routes;
 pub struct RouteDoc {
     pub method: &'static str,
     /// With `{param}` placeholders, as axum writes them.
-    pub path: &'static str,
+    pub path: String,
     pub summary: &'static str,
     /// The API family (an OpenAPI tag): its error body shape.
     pub family: &'static str,
@@ -86,7 +86,7 @@ pub fn document() -> Value {
                 json!({"required": true, "content": {ct: {"schema": {"type": "object"}}}});
         }
         paths
-            .entry(r.path.to_string())
+            .entry(r.path.clone())
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("object")

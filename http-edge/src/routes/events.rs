@@ -262,7 +262,7 @@ pub fn docs() -> Vec<RouteDoc> {
     vec![
         RouteDoc {
             method: "POST",
-            path: "/event/submit/",
+            path: "/event/submit/".into(),
             summary: "Store an event; it is geolocated later",
             family: "events",
             body: Some("application/json"),
@@ -271,7 +271,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "POST",
-            path: "/event/submit",
+            path: "/event/submit".into(),
             summary: "Store an event (without the trailing slash)",
             family: "events",
             body: Some("application/json"),
@@ -280,7 +280,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/event/fetch/",
+            path: "/event/fetch/".into(),
             summary: "Events, newest first, with filters",
             family: "events",
             body: None,
@@ -289,7 +289,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/event/fetch",
+            path: "/event/fetch".into(),
             summary: "Events (without the trailing slash)",
             family: "events",
             body: None,
@@ -298,7 +298,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/event/{task_id}",
+            path: "/event/{task_id}".into(),
             summary: "One event with its geolocation",
             family: "events",
             body: None,

@@ -135,7 +135,7 @@ pub fn docs() -> Vec<RouteDoc> {
     vec![
         RouteDoc {
             method: "GET",
-            path: "/healthz",
+            path: "/healthz".into(),
             summary: "Is this edge up (and draining?)",
             family: "health",
             body: None,
@@ -144,7 +144,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/readyz",
+            path: "/readyz".into(),
             summary: "Can the cluster serve: every service group has a member",
             family: "health",
             body: None,
@@ -153,7 +153,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/cluster",
+            path: "/cluster".into(),
             summary: "Nodes, groups and workers",
             family: "health",
             body: None,

@@ -278,7 +278,7 @@ pub fn docs() -> Vec<RouteDoc> {
     vec![
         RouteDoc {
             method: "POST",
-            path: "/jobs",
+            path: "/jobs".into(),
             summary: "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
             family: "jobs",
             body: Some("application/json"),
@@ -287,7 +287,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "GET",
-            path: "/jobs/{id}",
+            path: "/jobs/{id}".into(),
             summary: "A job's status, file, worker and node",
             family: "jobs",
             body: None,

@@ -169,7 +169,7 @@ pub fn docs() -> Vec<RouteDoc> {
     vec![
         RouteDoc {
             method: "GET",
-            path: "/public-api/listings",
+            path: "/public-api/listings".into(),
             summary: "Listings, newest first, each with its user",
             family: "listings",
             body: None,
@@ -178,7 +178,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "POST",
-            path: "/public-api/listings",
+            path: "/public-api/listings".into(),
             summary: "Create a listing for an existing user",
             family: "listings",
             body: Some("application/json"),
@@ -187,7 +187,7 @@ pub fn docs() -> Vec<RouteDoc> {
         },
         RouteDoc {
             method: "POST",
-            path: "/public-api/users",
+            path: "/public-api/users".into(),
             summary: "Create a user",
             family: "listings",
             body: Some("application/json"),

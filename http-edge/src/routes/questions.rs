@@ -157,7 +157,7 @@ fn parse_question(body: &[u8]) -> Result<Question, QuestionApiError> {
 pub fn docs() -> Vec<RouteDoc> {
     vec![RouteDoc {
         method: "POST",
-        path: "/api/v1/json",
+        path: "/api/v1/json".into(),
         summary: "Ask a question: search, all or list",
         family: "questions",
         body: Some("application/json"),
