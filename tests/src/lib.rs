@@ -140,6 +140,22 @@ impl TestCluster {
         self.spawn(name, args);
     }
 
+    /// One node with every service role (and a worker named `w`) plus the edge: the whole
+    /// public surface in two processes.
+    pub fn start_all_in_one(&mut self) {
+        const EVERY_ROLE: &[&str] = &[
+            "master",
+            "scheduler",
+            "listing",
+            "user",
+            "events",
+            "geo",
+            "worker",
+        ];
+        self.start_node("n1", EVERY_ROLE, &["w"], &[]);
+        self.start_edge(&[]);
+    }
+
     /// Starts the edge, dialing every node started so far.
     pub fn start_edge(&mut self, extra: &[&str]) {
         let mut args: Vec<String> = vec![

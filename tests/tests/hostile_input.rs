@@ -252,21 +252,7 @@ async fn send(
 fn hostile_requests_get_well_formed_refusals_and_change_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut c = TestCluster::new();
-    c.start_node(
-        "n1",
-        &[
-            "master",
-            "scheduler",
-            "listing",
-            "user",
-            "events",
-            "geo",
-            "worker",
-        ],
-        &["w"],
-        &[],
-    );
-    c.start_edge(&[]);
+    c.start_all_in_one();
     rt.block_on(c.wait_ready());
     let cases = std::env::var("HOSTILE_CASES")
         .ok()

@@ -7,21 +7,7 @@ use troupe_tests::TestCluster;
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_operation_exists() {
     let mut c = TestCluster::new();
-    c.start_node(
-        "n1",
-        &[
-            "master",
-            "scheduler",
-            "listing",
-            "user",
-            "events",
-            "geo",
-            "worker",
-        ],
-        &["w"],
-        &[],
-    );
-    c.start_edge(&[]);
+    c.start_all_in_one();
     c.wait_ready().await;
     let (s, doc) = c.get_json("/openapi.json").await;
     assert_eq!(s, 200);
