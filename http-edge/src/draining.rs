@@ -1,4 +1,5 @@
-//! The shutdown switch: once flipped, new requests get 503 while those already running finish.
+//! The shutdown switch and the count of requests in flight: once flipped, new requests get 503
+//! while those already running finish; past the in-flight limit, requests are shed with 503.
 //!
 //! The listener keeps accepting while draining so that late clients get a clear 503 rather
 //! than a refused connection; the runtime stops it once [`Draining::idle`] resolves or its
@@ -72,7 +73,15 @@ pub async fn refuse_while_draining(
             "the server is shutting down; retry on another instance".into(),
         );
     }
-    draining.in_flight.fetch_add(1, Ordering::SeqCst);
+    let in_flight = draining.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlightGuard(draining.clone());
+    // Past the limit, a 503 at once rather than a growing queue.
+    if in_flight > state.protection.max_in_flight {
+        return crate::routes::error_for_path(
+            request.uri().path(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at its limit of requests in flight; retry shortly".into(),
+        );
+    }
     next.run(request).await
 }

@@ -103,8 +103,8 @@ pub fn internal_router(state: AppState) -> Router {
 
 /// What every listener does around its routes, outermost first: a request id (taken from
 /// `X-Request-Id` or made, and echoed), an access log line, JSON bodies for errors raised
-/// below the handlers, load shedding, a time limit, a header size limit, refusing new
-/// requests while draining, and the body limit.
+/// below the handlers, a time limit, a header size limit, refusing new requests while
+/// draining or past the in-flight limit, and the body limit.
 fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -119,10 +119,6 @@ fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
             protect::limit_headers,
         ))
         .layer(protect::timeout_layer(state.config.request_timeout))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            protect::shed_load,
-        ))
         .layer(axum::middleware::from_fn(protect::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

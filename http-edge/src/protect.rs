@@ -1,10 +1,9 @@
-//! What stands between the internet and the routes: load shedding, a header size limit, bearer
+//! What stands between the internet and the routes: a header size limit, bearer
 //! tokens and per-client rate limits. Every refusal is rendered in the error shape of the API
 //! family the path belongs to (`routes::error_for_path`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,7 +12,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
 
 use crate::client_ip::client_ip;
 use crate::routes::error_for_path;
@@ -54,7 +52,8 @@ impl RateLimit {
 pub struct Protection {
     tokens: Vec<Vec<u8>>,
     limiter: Option<DefaultKeyedRateLimiter<String>>,
-    in_flight: Arc<Semaphore>,
+    /// Requests in flight at most (counted by `crate::draining`); more are shed with a 503.
+    pub max_in_flight: usize,
     pub max_header_bytes: usize,
 }
 
@@ -86,7 +85,7 @@ impl Protection {
                 .map(String::into_bytes)
                 .collect(),
             limiter,
-            in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            max_in_flight: max_in_flight.max(1),
             max_header_bytes,
         }
     }
@@ -118,18 +117,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Who a request counts against: its token when it has one, else its address.
 #[derive(Debug, Clone)]
 struct ClientKey(String);
-
-/// More requests in flight than the edge will hold: 503 at once rather than a growing queue.
-pub async fn shed_load(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_permit) = state.protection.in_flight.clone().try_acquire_owned() else {
-        return error_for_path(
-            request.uri().path(),
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is at its limit of requests in flight; retry shortly".into(),
-        );
-    };
-    next.run(request).await
-}
 
 /// Request headers over the limit, all together: 431.
 pub async fn limit_headers(

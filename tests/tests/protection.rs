@@ -145,3 +145,40 @@ async fn oversized_headers_and_bodies_get_json_refusals() {
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_past_the_in_flight_limit_are_shed_at_once() {
+    let mut c = TestCluster::new();
+    // A master and no worker: `wait=true` jobs stay in flight until their wait runs out.
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_edge(&["--max-in-flight", "2", "--wait-timeout", "30s"]);
+    c.wait_groups(&["troupe.master"]).await;
+    let waiting: Vec<_> = (0..2)
+        .map(|i| {
+            let req = c
+                .client
+                .post(c.url("/jobs?wait=true"))
+                .json(&json!({"text": format!("w{i}")}));
+            tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    troupe_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "two in flight",
+        || async {
+            // Probes count too, so the limit shows as 2 others plus this one refused.
+            let r = c.client.get(c.url("/healthz")).send().await.unwrap();
+            r.status() == 503
+        },
+    )
+    .await;
+    let (s, b) = c.post_json("/jobs", json!({"text": "one too many"})).await;
+    assert_eq!(s, 503, "{b}");
+    assert!(b["error"]
+        .as_str()
+        .unwrap()
+        .contains("limit of requests in flight"));
+    for w in waiting {
+        w.abort();
+    }
+}
