@@ -69,7 +69,13 @@ pub struct JobFinished {
     pub outcome: Result<String, String>,
 }
 
-wire_type!(NewJob, SubmitReply, JobLookup, JobFinished);
+/// The master's receipt for a worker's report: once a worker holds it, the report has crossed
+/// the wire. A one-way message gives no such proof, and a draining node could exit with it
+/// still queued in its session.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Received;
+
+wire_type!(NewJob, SubmitReply, JobLookup, JobFinished, Received);
 
 #[derive(RactorClusterMessage)]
 pub enum MasterMsg {
@@ -82,7 +88,8 @@ pub enum MasterMsg {
     #[rpc]
     AwaitDone(String, RpcReplyPort<JobLookup>),
     /// From a worker: the job's outcome.
-    Finished(JobFinished),
+    #[rpc]
+    Finished(JobFinished, RpcReplyPort<Received>),
     /// Periodic: re-send jobs whose lease expired, dispatch what waits.
     Tick,
     /// From the master itself: a job's outcome is committed; answer its waiters.
@@ -91,10 +98,12 @@ pub enum MasterMsg {
     #[rpc]
     Ask(Ask, RpcReplyPort<Answer>),
     /// From a worker: the answer to a question this master handed out.
-    Answered(Answered),
+    #[rpc]
+    Answered(Answered, RpcReplyPort<Received>),
     /// From the scheduler: hand this run to the worker it names (`troupe.worker.<name>`).
     #[rpc]
     RunTask(TaskRun, RpcReplyPort<DispatchReply>),
     /// From a worker: how a task run ended; relayed to the scheduler.
-    TaskDone(TaskOutcome),
+    #[rpc]
+    TaskDone(TaskOutcome, RpcReplyPort<Received>),
 }

@@ -126,7 +126,10 @@ impl Actor for Master {
                     let _ = reply.send(JobLookup(state.log.view(&id)?));
                 }
             }
-            MasterMsg::Finished(report) => finished(&myself, state, report),
+            MasterMsg::Finished(report, receipt) => {
+                let _ = receipt.send(Received);
+                finished(&myself, state, report)
+            }
             MasterMsg::Settled(id) => {
                 let view = state.log.active.remove(&id).map(|r| r.view);
                 for w in state.waiters.remove(&id).unwrap_or_default() {
@@ -148,7 +151,8 @@ impl Actor for Master {
                 };
                 send_question(state, token, asking);
             }
-            MasterMsg::Answered(Answered { token, answer }) => {
+            MasterMsg::Answered(Answered { token, answer }, receipt) => {
+                let _ = receipt.send(Received);
                 if let Some(asking) = state.asking.remove(&token) {
                     match answer {
                         // A draining worker declined; another may answer.
@@ -168,7 +172,8 @@ impl Actor for Master {
                     .map_err(|_| format!("no worker named {name:?} is running"));
                 let _ = reply.send(DispatchReply(sent));
             }
-            MasterMsg::TaskDone(outcome) => {
+            MasterMsg::TaskDone(outcome, receipt) => {
+                let _ = receipt.send(Received);
                 let id = outcome.task_id.clone();
                 if let Err(e) = crate::rpc::cast(groups::SCHEDULER, SchedulerMsg::Outcome(outcome))
                 {

@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
+use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use messages::*;
 
 use crate::groups;
-use crate::master::{JobFinished, JobStatus, MasterMsg};
+use crate::master::{JobFinished, JobStatus, MasterMsg, Received};
 use crate::question::{self, Answer, Answered, QuestionConfig, QuestionError};
 use crate::rpc;
 use crate::scheduler::{TaskOutcome, TaskRun};
@@ -103,13 +103,15 @@ impl Actor for Worker {
                 let refused = Err(QuestionError::Unavailable(
                     "this worker is shutting down".into(),
                 ));
-                answer_master(job.token, Answer(refused));
+                let timeout = state.args.call_timeout;
+                state.spawn(answer_master(job.token, Answer(refused), timeout));
             }
             WorkerMsg::Ask(job) => {
                 let cfg = state.args.questions.clone();
+                let timeout = state.args.call_timeout;
                 state.spawn(async move {
                     let answer = question::runner::answer(&job.ask.question, &cfg).await;
-                    answer_master(job.token, Answer(answer));
+                    answer_master(job.token, Answer(answer), timeout).await;
                 });
             }
             // The scheduler sends it again when its lease runs out.
@@ -192,18 +194,42 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
         node: args.node.clone(),
         result: result.map(|v| v.to_string()),
     };
-    if let Err(e) = rpc::cast(groups::MASTER, MasterMsg::TaskDone(outcome)) {
-        tracing::warn!("cannot report a task outcome: {e}");
-    }
+    let what = format!("task {}", outcome.task_id);
+    // Giving up is safe: the scheduler's lease sends the task again.
+    deliver_to_master(&what, args.call_timeout, |receipt| {
+        MasterMsg::TaskDone(outcome.clone(), receipt)
+    })
+    .await;
 }
 
-fn answer_master(token: u64, answer: Answer) {
-    if let Err(e) = rpc::cast(
-        groups::MASTER,
-        MasterMsg::Answered(Answered { token, answer }),
-    ) {
-        tracing::warn!(token, "cannot return an answer: {e}");
+async fn answer_master(token: u64, answer: Answer, timeout: Duration) {
+    let answered = Answered { token, answer };
+    // Giving up leaves the question to the master's deadline.
+    deliver_to_master(&format!("answer {token}"), timeout, |receipt| {
+        MasterMsg::Answered(answered.clone(), receipt)
+    })
+    .await;
+}
+
+/// Hands a report to a master and waits for its receipt, retrying briefly while none answers.
+/// A cast would not do: a draining node can exit with the message still queued in its session,
+/// and the running work it reports on is only finished once the master holds the report.
+async fn deliver_to_master<F>(what: &str, timeout: Duration, build: F)
+where
+    F: Fn(RpcReplyPort<Received>) -> MasterMsg,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..8 {
+        match rpc::call(groups::MASTER, &build, timeout).await {
+            Ok(Received) => return,
+            Err(e) => {
+                tracing::debug!(what, "cannot report yet: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
     }
+    tracing::warn!(what, "no master took the report");
 }
 
 fn leave_groups(myself: &ActorRef<WorkerMsg>, name: &str) {
@@ -235,24 +261,12 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
         node: args.node.clone(),
         outcome,
     };
-    report_to_master(report).await;
-}
-
-/// Sends the outcome to a master, retrying briefly while none is reachable. Giving up is safe:
-/// the master re-sends a job whose report never came.
-async fn report_to_master(report: JobFinished) {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..8 {
-        match rpc::cast(groups::MASTER, MasterMsg::Finished(report.clone())) {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::debug!(job = %report.job_id, "cannot report yet: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-    tracing::warn!(job = %report.job_id, "no master to report to; it will re-send the job");
+    let what = format!("job {}", report.job_id);
+    // Giving up is safe: the master re-sends a job whose report never came.
+    deliver_to_master(&what, args.call_timeout, |receipt| {
+        MasterMsg::Finished(report.clone(), receipt)
+    })
+    .await;
 }
 
 async fn remove_orphans(args: Arc<WorkerArgs>) {
