@@ -6,21 +6,29 @@
 //! to that seed open (dial, back off, re-dial on disconnect), and a pinger calls every peer's
 //! node-info actor on a timer; a peer that misses several pings in a row has its session
 //! dropped, which fails calls to it at once instead of at their deadlines.
+//!
+//! With TLS (`crate::tls`) the cluster port is served by our own guarded listener, and seeds are
+//! dialed through it; the session protocol above is the same.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::NodeServerSessionInformation;
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+    NodeSessionMessage,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use troupe_actors::groups;
 use troupe_actors::membership::Membership;
 use troupe_actors::node_info::NodeInfoMsg;
 use troupe_actors::rpc;
+
+use crate::tls::{self, NodeTls, TlsFiles};
 
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,6 +42,8 @@ pub enum ClusterError {
     NoCookie,
     #[error("cannot start the cluster listener on {addr}: {reason}")]
     Listen { addr: SocketAddr, reason: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 pub struct ClusterOptions {
@@ -41,6 +51,8 @@ pub struct ClusterOptions {
     pub listen: SocketAddr,
     pub cookie: String,
     pub seeds: Vec<String>,
+    /// Mutual TLS between members; plaintext (cookie only) when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 pub struct Cluster {
@@ -83,28 +95,60 @@ impl Cluster {
         if opts.cookie.is_empty() {
             return Err(ClusterError::NoCookie);
         }
-        // ractor_cluster's listener reports a failed bind only in its log; check the port first
-        // so a taken one is an error at start, not a node nobody can reach.
-        std::net::TcpListener::bind(opts.listen).map_err(|e| ClusterError::Listen {
+        let listen_err = |e: &dyn std::fmt::Display| ClusterError::Listen {
             addr: opts.listen,
             reason: e.to_string(),
-        })?;
-        let server = NodeServer::new(
-            opts.listen.port(),
-            opts.cookie,
-            opts.name.clone(),
-            opts.listen.ip().to_string(),
-            None,
-            None,
-        )
-        .with_listen_addr(opts.listen.ip());
-        let (server, server_task) =
-            Actor::spawn(None, server, ())
-                .await
-                .map_err(|e| ClusterError::Listen {
-                    addr: opts.listen,
-                    reason: e.to_string(),
-                })?;
+        };
+        let tls = opts.tls.as_ref().map(NodeTls::load).transpose()?;
+        // ractor_cluster's listener reports a failed bind only in its log; bind first so a taken
+        // port is an error at start, not a node nobody can reach. With TLS this listener is the
+        // one that serves the port.
+        let bound = std::net::TcpListener::bind(opts.listen).map_err(|e| listen_err(&e))?;
+        let own_listener = tls.is_some().then_some(bound);
+        let server = match &tls {
+            None => NodeServer::new(
+                opts.listen.port(),
+                opts.cookie,
+                opts.name.clone(),
+                opts.listen.ip().to_string(),
+                None,
+                None,
+            )
+            .with_listen_addr(opts.listen.ip()),
+            // The NodeServer insists on a listener of its own: park it on an ephemeral loopback
+            // port, TLS-only, and advertise the real one.
+            Some(tls) => NodeServer::new(
+                0,
+                opts.cookie,
+                opts.name.clone(),
+                opts.listen.ip().to_string(),
+                Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
+                None,
+            )
+            .with_listen_addr(Ipv4Addr::LOCALHOST.into()),
+        };
+        let (server, server_task) = Actor::spawn(None, server, ())
+            .await
+            .map_err(|e| listen_err(&e))?;
+        let mut tasks = Vec::new();
+        if let (Some(tls), Some(own_listener)) = (&tls, own_listener) {
+            // Queued behind the parked listener's own notice, so this one wins.
+            server
+                .cast(NodeServerMessage::PortChanged {
+                    port: opts.listen.port(),
+                })
+                .expect("node server is running");
+            own_listener
+                .set_nonblocking(true)
+                .map_err(|e| listen_err(&e))?;
+            let listener =
+                tokio::net::TcpListener::from_std(own_listener).map_err(|e| listen_err(&e))?;
+            tasks.push(tokio::spawn(tls::accept_loop(
+                listener,
+                tls.clone(),
+                server.clone(),
+            )));
+        }
         let (events_tx, events) = mpsc::unbounded_channel();
         server
             .cast(NodeServerMessage::SubscribeToEvents {
@@ -116,15 +160,16 @@ impl Cluster {
         let membership = Membership::new();
         let sessions = Arc::new(Mutex::new(Sessions::default()));
         let (changed_tx, changed) = watch::channel(0u64);
-        let mut tasks = vec![tokio::spawn(track_sessions(
+        tasks.push(tokio::spawn(track_sessions(
             events,
             membership.clone(),
             sessions.clone(),
             changed_tx,
-        ))];
+        )));
         for seed in opts.seeds {
             tasks.push(tokio::spawn(keep_dialing(
                 server.clone(),
+                tls.clone(),
                 seed,
                 sessions.clone(),
                 changed.clone(),
@@ -206,6 +251,7 @@ async fn track_sessions(
 /// Keeps a session to `seed` open for the life of the process.
 async fn keep_dialing(
     server: ActorRef<NodeServerMessage>,
+    tls: Option<NodeTls>,
     seed: String,
     sessions: Arc<Mutex<Sessions>>,
     mut changed: watch::Receiver<u64>,
@@ -231,7 +277,13 @@ async fn keep_dialing(
             }
             continue;
         }
-        match ractor_cluster::client_connect(&server, seed.as_str()).await {
+        let dialed = match &tls {
+            None => ractor_cluster::client_connect(&server, seed.as_str())
+                .await
+                .map_err(|e| e.to_string()),
+            Some(tls) => tls.dial(&server, &seed).await,
+        };
+        match dialed {
             Ok(()) => {
                 // A session counts once it authenticates; wait for that (or give up and re-dial).
                 let deadline = tokio::time::sleep(Duration::from_secs(2));

@@ -57,6 +57,25 @@ pub struct ClusterArgs {
     /// How long shutdown waits for in-flight work before it stops anyway.
     #[arg(long, env = "TROUPE_SHUTDOWN_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_deadline: Duration,
+    /// This member's certificate (PEM) for mutual TLS between nodes; needs --tls-key and --tls-ca.
+    #[arg(long, env = "TROUPE_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "TROUPE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): peers must present a certificate it signed.
+    #[arg(long, env = "TROUPE_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            ca: self.tls_ca.clone()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Args)]

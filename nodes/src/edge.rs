@@ -19,6 +19,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         listen: args.cluster.cluster,
         cookie,
         seeds: args.cluster.seeds.clone(),
+        tls: args.cluster.tls_files(),
     })
     .await
     .map_err(|e| e.to_string())?;

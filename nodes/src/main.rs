@@ -7,6 +7,7 @@ mod geoip_stub;
 mod node;
 mod roles;
 mod signals;
+mod tls;
 mod up;
 
 use std::process::ExitCode;

@@ -54,6 +54,7 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
         listen: args.cluster.cluster,
         cookie,
         seeds: args.cluster.seeds.clone(),
+        tls: args.cluster.tls_files(),
     })
     .await
     .map_err(|e| e.to_string())?;
