@@ -24,7 +24,7 @@ use troupe_actors::time::micros_to_rfc3339;
 
 use super::json_body;
 use crate::client_ip::client_ip;
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -257,53 +257,129 @@ async fn fetch(
     })))
 }
 
+/// An event as [`event_json`] renders it.
+fn event_schema() -> Value {
+    let text = schema::nullable_string;
+    let number = || json!({"type": "number", "nullable": true});
+    let geo = json!({
+        "type": "object",
+        "nullable": true,
+        "properties": {
+            "city": text(),
+            "country_name": text(),
+            "iso_code": text(),
+            "latitude": number(),
+            "longitude": number(),
+            "time_zone": text(),
+        },
+    });
+    schema::object(
+        json!({
+            "task_id": schema::id(),
+            "name": text(),
+            "status_code": {"type": "integer", "nullable": true},
+            "ip": {"type": "string"},
+            "created_at": schema::date_time(),
+            "geo": geo,
+            "geo_status": {"type": "string", "enum": ["pending", "done", "failed"]},
+            "geo_error": {"type": "string"},
+        }),
+        &[
+            "task_id",
+            "name",
+            "status_code",
+            "ip",
+            "created_at",
+            "geo",
+            "geo_status",
+        ],
+    )
+}
+
+fn success(data: Value) -> Value {
+    schema::object(
+        json!({"status": {"type": "string", "enum": ["success"]}, "data": data}),
+        &["status", "data"],
+    )
+}
+
 /// The operations this module serves on the public listener (see `crate::openapi`).
 pub fn docs() -> Vec<RouteDoc> {
+    use troupe_actors::events::MAX_NAME_CHARS;
+    // Either field may be missing or null; a present one must be valid.
+    let event = schema::with_example(
+        schema::object(
+            json!({
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "nullable": true},
+                "status_code": {
+                    "anyOf": [
+                        {"type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "nullable": true},
+                        {"type": "string", "pattern": r"^-?[0-9]{1,18}$"},
+                    ],
+                    "description": "an integer, or a string of digits",
+                },
+            }),
+            &[],
+        ),
+        json!({"name": "EC2 Instance Offline", "status_code": "2"}),
+    );
+    let submitted = success(schema::object(
+        json!({"task_id": schema::id()}),
+        &["task_id"],
+    ));
+    let page = success(schema::object(
+        json!({
+            "events": {"type": "array", "items": event_schema()},
+            "page_num": {"type": "integer", "minimum": 1},
+            "page_size": {"type": "integer", "minimum": 1},
+            "total": {"type": "integer", "minimum": 0},
+        }),
+        &["events", "page_num", "page_size", "total"],
+    ));
+    let submit = |path: &'static str, summary| {
+        RouteDoc::new("POST", path, summary, "events")
+            .body("application/json", event.clone())
+            .ok(202, submitted.clone())
+            .errors(&[400])
+    };
+    let fetch = |path: &'static str, summary| {
+        RouteDoc::new("GET", path, summary, "events")
+            .paginated()
+            .query("datefrom", schema::time_input())
+            .query(
+                "dateto",
+                json!({
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "as datefrom; a date means the whole of that day",
+                }),
+            )
+            .query("city_name", schema::string())
+            .query("country_name", schema::string())
+            .query(
+                "iso_code",
+                json!({"type": "string", "description": "case-insensitive"}),
+            )
+            .query("status_code", schema::int64(i64::MIN, i64::MAX))
+            .ok(200, page.clone())
+            .errors(&[400])
+    };
     vec![
-        RouteDoc {
-            method: "POST",
-            path: "/event/submit/".into(),
-            summary: "Store an event; it is geolocated later",
-            family: "events",
-            body: Some("application/json"),
-            success: 202,
-            errors: &[400],
-        },
-        RouteDoc {
-            method: "POST",
-            path: "/event/submit".into(),
-            summary: "Store an event (without the trailing slash)",
-            family: "events",
-            body: Some("application/json"),
-            success: 202,
-            errors: &[400],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/event/fetch/".into(),
-            summary: "Events, newest first, with filters",
-            family: "events",
-            body: None,
-            success: 200,
-            errors: &[400],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/event/fetch".into(),
-            summary: "Events (without the trailing slash)",
-            family: "events",
-            body: None,
-            success: 200,
-            errors: &[400],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/event/{task_id}".into(),
-            summary: "One event with its geolocation",
-            family: "events",
-            body: None,
-            success: 200,
-            errors: &[404],
-        },
+        submit("/event/submit/", "Store an event; it is geolocated later"),
+        submit(
+            "/event/submit",
+            "Store an event (without the trailing slash)",
+        ),
+        fetch("/event/fetch/", "Events, newest first, with filters"),
+        fetch("/event/fetch", "Events (without the trailing slash)"),
+        RouteDoc::new(
+            "GET",
+            "/event/{task_id}",
+            "One event with its geolocation",
+            "events",
+        )
+        .path_param("task_id", schema::id())
+        .ok(200, success(event_schema()))
+        .errors(&[404]),
     ]
 }

@@ -14,7 +14,7 @@ use troupe_actors::node_info::{NodeInfo, NodeInfoMsg};
 use troupe_actors::rpc;
 use troupe_actors::time::micros_to_rfc3339;
 
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -132,33 +132,64 @@ fn short_name(full: &str) -> &str {
 
 /// The operations this module serves on the public listener (see `crate::openapi`).
 pub fn docs() -> Vec<RouteDoc> {
+    let node = schema::object(
+        json!({
+            "name": {"type": "string"},
+            "addr": {"type": "string"},
+            "status": {"type": "string", "enum": ["up", "down"]},
+            "since": schema::date_time(),
+            "roles": {"type": "array", "items": {"type": "string"}},
+        }),
+        &["name", "addr", "status", "since", "roles"],
+    );
+    let member = schema::object(
+        json!({"node": schema::nullable_string(), "actor": {"type": "string"}}),
+        &["node", "actor"],
+    );
+    let worker = schema::object(
+        json!({"name": {"type": "string"}, "node": {"type": "string"}}),
+        &["name", "node"],
+    );
     vec![
-        RouteDoc {
-            method: "GET",
-            path: "/healthz".into(),
-            summary: "Is this edge up (and draining?)",
-            family: "health",
-            body: None,
-            success: 200,
-            errors: &[],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/readyz".into(),
-            summary: "Can the cluster serve: every service group has a member",
-            family: "health",
-            body: None,
-            success: 200,
-            errors: &[],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/cluster".into(),
-            summary: "Nodes, groups and workers",
-            family: "health",
-            body: None,
-            success: 200,
-            errors: &[],
-        },
+        RouteDoc::new(
+            "GET",
+            "/healthz",
+            "Is this edge up (and draining?)",
+            "health",
+        )
+        .ok(
+            200,
+            schema::object(
+                json!({
+                    "status": {"type": "string", "enum": ["ok", "draining"]},
+                    "in_flight": {"type": "integer", "minimum": 0},
+                }),
+                &["status", "in_flight"],
+            ),
+        ),
+        RouteDoc::new(
+            "GET",
+            "/readyz",
+            "Can the cluster serve: every service group has a member (else 503 with why)",
+            "health",
+        )
+        .ok(
+            200,
+            schema::object(
+                json!({"status": {"type": "string", "enum": ["ready"]}}),
+                &["status"],
+            ),
+        ),
+        RouteDoc::new("GET", "/cluster", "Nodes, groups and workers", "health").ok(
+            200,
+            schema::object(
+                json!({
+                    "nodes": {"type": "array", "items": node},
+                    "groups": {"type": "object", "additionalProperties": {"type": "array", "items": member}},
+                    "workers": {"type": "array", "items": worker},
+                }),
+                &["nodes", "groups", "workers"],
+            ),
+        ),
     ]
 }

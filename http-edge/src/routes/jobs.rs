@@ -18,7 +18,7 @@ use troupe_actors::master::{JobStatus, JobView, MasterMsg, NewJob};
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -273,27 +273,84 @@ fn view_json(v: &JobView) -> Value {
     body
 }
 
+/// A job as `GET /jobs/{id}` and a finished `POST /jobs?wait=true` show it.
+fn job_schema() -> Value {
+    schema::object(
+        json!({
+            "job_id": schema::id(),
+            "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+            "file": schema::nullable_string(),
+            "worker": schema::nullable_string(),
+            "node": schema::nullable_string(),
+            "created_at": schema::date_time(),
+            "updated_at": schema::date_time(),
+            "error": schema::nullable_string(),
+        }),
+        &[
+            "job_id",
+            "status",
+            "file",
+            "worker",
+            "node",
+            "created_at",
+            "updated_at",
+        ],
+    )
+}
+
 /// The operations this module serves on the public listener (see `crate::openapi`).
 pub fn docs() -> Vec<RouteDoc> {
+    // `text` must be non-empty and at most `--max-text-bytes` (1 MiB) of UTF-8: a length in
+    // characters cannot say that exactly, so the schema states the byte count as characters
+    // and a text of multi-byte characters under it may still be a 413.
+    let text = json!({"type": "string", "minLength": 1, "maxLength": 1024 * 1024});
+    // `wait` is read as a boolean; as text, true/1/yes and false/0/no/"" in any case.
+    let submission = schema::with_example(
+        schema::object(
+            json!({"text": text, "wait": {"type": "boolean", "default": false}}),
+            &["text"],
+        ),
+        json!({"text": "hello"}),
+    );
+    let mut text_param = text.clone();
+    text_param["description"] = json!("read when the body has no text");
+    let mut wait_param = json!({"type": "boolean", "default": false});
+    wait_param["description"] = json!("read when the body has no wait");
     vec![
-        RouteDoc {
-            method: "POST",
-            path: "/jobs".into(),
-            summary: "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
-            family: "jobs",
-            body: Some("application/json"),
-            success: 202,
-            errors: &[400, 413],
-        },
-        RouteDoc {
-            method: "GET",
-            path: "/jobs/{id}".into(),
-            summary: "A job's status, file, worker and node",
-            family: "jobs",
-            body: None,
-            success: 200,
-            errors: &[404],
-        },
+        RouteDoc::new(
+            "POST",
+            "/jobs",
+            "Submit a text for a worker to write (JSON, form or ?text=; wait=true waits)",
+            "jobs",
+        )
+        // The body may also be left out for `?text=`; the document states the body form, so
+        // that a request valid by it always carries a text.
+        .query("text", text_param)
+        .query("wait", wait_param)
+        .body("application/json", submission.clone())
+        .body("application/x-www-form-urlencoded", submission)
+        .ok(
+            202,
+            schema::object(
+                json!({
+                    "job_id": schema::id(),
+                    "status": {"type": "string", "enum": ["queued"]},
+                    "message": {"type": "string"},
+                }),
+                &["job_id", "status"],
+            ),
+        )
+        .ok(200, job_schema())
+        .errors(&[400, 413]),
+        RouteDoc::new(
+            "GET",
+            "/jobs/{id}",
+            "A job's status, file, worker and node",
+            "jobs",
+        )
+        .path_param("id", schema::id())
+        .ok(200, job_schema())
+        .errors(&[404]),
     ]
 }
 

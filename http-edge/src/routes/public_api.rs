@@ -9,14 +9,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use troupe_actors::listing::{Listing, NewListing};
 use troupe_actors::user::{NewUser, User};
 
 use super::json_body::{self, JsonBodyError};
 use super::result_family::{self, ResultError};
 use super::{listings, users};
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -164,35 +164,124 @@ async fn create_listing(
     Ok(Json(CreatedListing { listing }))
 }
 
+fn user_schema() -> Value {
+    schema::object(
+        json!({
+            "id": {"type": "integer", "minimum": 1},
+            "name": {"type": "string"},
+            "created_at": {"type": "integer", "description": "microseconds since the epoch"},
+            "updated_at": {"type": "integer", "description": "microseconds since the epoch"},
+        }),
+        &["id", "name", "created_at", "updated_at"],
+    )
+}
+
 /// The operations this module serves on the public listener (see `crate::openapi`).
 pub fn docs() -> Vec<RouteDoc> {
+    let micros = || json!({"type": "integer", "description": "microseconds since the epoch"});
+    let listing_type = json!({"type": "string", "enum": troupe_actors::listing::LISTING_TYPES});
+    let mut user_or_null = user_schema();
+    user_or_null["nullable"] = json!(true);
+    let public_listing = schema::object(
+        json!({
+            "id": {"type": "integer", "minimum": 1},
+            "listing_type": listing_type,
+            "price": {"type": "integer", "minimum": 1},
+            "created_at": micros(),
+            "updated_at": micros(),
+            "user": user_or_null,
+        }),
+        &[
+            "id",
+            "listing_type",
+            "price",
+            "created_at",
+            "updated_at",
+            "user",
+        ],
+    );
+    let listing = schema::object(
+        json!({
+            "id": {"type": "integer", "minimum": 1},
+            "user_id": {"type": "integer", "minimum": 1},
+            "listing_type": listing_type,
+            "price": {"type": "integer", "minimum": 1},
+            "created_at": micros(),
+            "updated_at": micros(),
+        }),
+        &[
+            "id",
+            "user_id",
+            "listing_type",
+            "price",
+            "created_at",
+            "updated_at",
+        ],
+    );
+    let ok = || json!({"type": "boolean", "enum": [true]});
     vec![
-        RouteDoc {
-            method: "GET",
-            path: "/public-api/listings".into(),
-            summary: "Listings, newest first, each with its user",
-            family: "listings",
-            body: None,
-            success: 200,
-            errors: &[400],
-        },
-        RouteDoc {
-            method: "POST",
-            path: "/public-api/listings".into(),
-            summary: "Create a listing for an existing user",
-            family: "listings",
-            body: Some("application/json"),
-            success: 200,
-            errors: &[400, 415],
-        },
-        RouteDoc {
-            method: "POST",
-            path: "/public-api/users".into(),
-            summary: "Create a user",
-            family: "listings",
-            body: Some("application/json"),
-            success: 200,
-            errors: &[400, 415],
-        },
+        RouteDoc::new(
+            "GET",
+            "/public-api/listings",
+            "Listings, newest first, each with its user",
+            "listings",
+        )
+        .paginated()
+        .query("user_id", schema::int64(i64::MIN, i64::MAX))
+        .ok(
+            200,
+            schema::object(
+                json!({"result": ok(), "listings": {"type": "array", "items": public_listing}}),
+                &["result", "listings"],
+            ),
+        )
+        .errors(&[400]),
+        RouteDoc::new(
+            "POST",
+            "/public-api/listings",
+            "Create a listing for an existing user",
+            "listings",
+        )
+        .body(
+            "application/json",
+            schema::with_example(
+                schema::object(
+                    json!({
+                        "user_id": schema::int64(1, i64::MAX),
+                        "listing_type": listing_type,
+                        "price": schema::int64(1, i64::MAX),
+                    }),
+                    &["user_id", "listing_type", "price"],
+                ),
+                json!({"user_id": 1, "listing_type": "rent", "price": 6000}),
+            ),
+        )
+        .ok(
+            200,
+            schema::object(json!({"listing": listing}), &["listing"]),
+        )
+        .errors(&[400, 415]),
+        RouteDoc::new("POST", "/public-api/users", "Create a user", "listings")
+            .body(
+                "application/json",
+                schema::with_example(
+                    schema::object(
+                        json!({"name": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": troupe_actors::user::MAX_NAME_CHARS,
+                            "pattern": "\\S",
+                            "description": "trimmed; not only white space",
+                        }}),
+                        &["name"],
+                    ),
+                    json!({"name": "Lorel Ipsum"}),
+                ),
+            )
+            .ok(
+                200,
+                schema::object(json!({"user": user_schema()}), &["user"]),
+            )
+            .errors(&[400, 415]),
     ]
 }

@@ -18,7 +18,7 @@ use troupe_actors::question::{Ask, Question, QuestionError};
 use troupe_actors::rpc::{self, CallError};
 
 use super::json_body;
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 /// Questions are small; anything bigger is a mistake or an attack.
@@ -155,15 +155,81 @@ fn parse_question(body: &[u8]) -> Result<Question, QuestionApiError> {
 
 /// The operations this module serves on the public listener (see `crate::openapi`).
 pub fn docs() -> Vec<RouteDoc> {
-    vec![RouteDoc {
-        method: "POST",
-        path: "/api/v1/json".into(),
-        summary: "Ask a question: search, all or list",
-        family: "questions",
-        body: Some("application/json"),
-        success: 200,
-        errors: &[400, 403, 404, 405, 413, 415, 500, 501, 504],
-    }]
+    use troupe_actors::question::runner::MAX_CONTEXT;
+    let action = |name: &str| json!({"type": "string", "enum": [name]});
+    // A plain file name in the dictionaries folder: no separator, not starting with a dot.
+    let dictionary = json!({
+        "type": "string",
+        "pattern": r"^[^./\\\x00][^/\\\x00]*$",
+        "nullable": true,
+        "description": "a dictionary's file name, with or without .txt (default: quotes)",
+    });
+    let context =
+        json!({"type": "integer", "minimum": 0, "maximum": MAX_CONTEXT, "nullable": true});
+    let search = schema::object(
+        json!({
+            "action": action("search"),
+            "term": {
+                "type": "string",
+                "minLength": 1,
+                "pattern": r"^[^\n\x00]+$",
+                "description": "one line; literal unless regex is true",
+            },
+            "nresults": {
+                "type": "integer",
+                "format": "int64",
+                "minimum": i64::MIN,
+                "maximum": i64::MAX,
+                "nullable": true,
+                "description": "0, negative or absent: all",
+            },
+            "n_before": context,
+            "n_after": context,
+            "dictionary": dictionary,
+            "regex": {"type": "boolean", "nullable": true, "description": "term is an extended regular expression"},
+        }),
+        &["action", "term"],
+    );
+    let all = schema::object(
+        json!({"action": action("all"), "dictionary": dictionary}),
+        &["action"],
+    );
+    let list = schema::object(
+        json!({
+            "action": action("list"),
+            "folder": {
+                "type": "string",
+                "pattern": r"^[^\x00]*$",
+                "description": "relative to the listing root, without ..; \"\" or \".\" is the root",
+            },
+            "pattern": {"type": "string", "nullable": true, "description": "a glob, e.g. *.txt"},
+        }),
+        &["action", "folder"],
+    );
+    vec![RouteDoc::new(
+        "POST",
+        "/api/v1/json",
+        "Ask a question: search, all or list",
+        "questions",
+    )
+    .body(
+        "application/json",
+        schema::with_example(
+            json!({"oneOf": [search, all, list]}),
+            json!({"action": "search", "term": "retry", "nresults": 2, "n_before": 1, "n_after": 0, "dictionary": "quotes"}),
+        ),
+    )
+    .ok(
+        200,
+        schema::object(
+            json!({
+                "nr of entries": {"type": "integer", "minimum": 0},
+                "results": {"type": "array", "items": {"type": "string"}},
+            }),
+            &["nr of entries", "results"],
+        ),
+    )
+    .errors(&[400, 403, 404, 405, 413, 415, 500, 501, 504])]
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use troupe_actors::scheduler::{
 use troupe_actors::time::micros_to_rfc3339;
 
 use super::json_body::{self, JsonBodyError};
-use crate::openapi::RouteDoc;
+use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 /// The brief's examples write `/api/task/...`; its API says `/api/tasks`. Both are served.
@@ -328,76 +328,178 @@ async fn remove_payload_key(
     Ok(Json(task_json(&task)))
 }
 
+/// A task as [`task_json`] renders it.
+fn task_schema() -> Value {
+    schema::object(
+        json!({
+            "id": schema::id(),
+            "start": schema::date_time(),
+            "title": schema::nullable_string(),
+            "worker": {"type": "string"},
+            "status": status_schema(),
+            "payload": {"type": "object", "nullable": true},
+            "created_at": schema::date_time(),
+            "updated_at": schema::date_time(),
+            "attempts": {"type": "integer", "minimum": 0},
+            "result": {"nullable": true, "description": "the worker's result, once SUCCEEDED"},
+            "error": {"type": "string", "description": "why it FAILED"},
+        }),
+        &[
+            "id",
+            "start",
+            "title",
+            "worker",
+            "status",
+            "payload",
+            "created_at",
+            "updated_at",
+            "attempts",
+        ],
+    )
+}
+
+fn status_schema() -> Value {
+    json!({"type": "string", "enum": ["SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED"]})
+}
+
+/// The operations of one spelling of the base path.
+fn docs_under(base: &str) -> Vec<RouteDoc> {
+    use troupe_actors::scheduler::{MAX_TITLE_CHARS, MAX_WORKER_CHARS};
+    const JSON: &str = "application/json";
+    // Trimmed, not empty, no control characters (`char::is_control`).
+    let worker = json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_WORKER_CHARS,
+        "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        "description": "one of the cluster's workers (GET /cluster)",
+    });
+    let title = json!({"type": "string", "maxLength": MAX_TITLE_CHARS, "nullable": true});
+    let start = {
+        let mut s = schema::time_input();
+        s["description"] = json!(format!(
+            "in the future; {}",
+            s["description"].as_str().unwrap_or("")
+        ));
+        s["example"] = json!("2099-12-31T01:30:00Z");
+        s
+    };
+    let payload = json!({
+        "type": "object",
+        "nullable": true,
+        "description": "{\"job\": \"write\", \"text\"}, {\"job\": \"question\", \"action\", ...}, or anything else to echo",
+    });
+    let id = format!("{base}/{{id}}");
+    vec![
+        RouteDoc::new(
+            "GET",
+            base,
+            "Tasks sorted by start, filtered by worker, status, from, to",
+            "tasks",
+        )
+        .paginated()
+        .query("worker", schema::string())
+        .query("status", status_schema())
+        .query("from", schema::time_input())
+        .query("to", schema::time_input())
+        .ok(
+            200,
+            schema::object(
+                json!({
+                    "tasks": {"type": "array", "items": task_schema()},
+                    "page_num": {"type": "integer", "minimum": 1},
+                    "page_size": {"type": "integer", "minimum": 1},
+                    "total": {"type": "integer", "minimum": 0},
+                }),
+                &["tasks", "page_num", "page_size", "total"],
+            ),
+        )
+        .errors(&[400]),
+        RouteDoc::new("POST", base, "Schedule a task", "tasks")
+            .body(
+                JSON,
+                schema::with_example(
+                    schema::object(
+                        json!({
+                            "start": start,
+                            "title": title,
+                            "worker": worker,
+                            "status": {"type": "string", "enum": ["SCHEDULED"], "nullable": true},
+                            "payload": payload,
+                        }),
+                        &["start", "worker"],
+                    ),
+                    json!({
+                        "start": "2099-12-31T01:30:00Z",
+                        "title": "hello",
+                        "worker": "worker-1",
+                        "payload": {"key1": "value1", "key2": {"key2_1": "value2_1"}},
+                    }),
+                ),
+            )
+            .ok(201, task_schema())
+            .errors(&[400, 415]),
+        RouteDoc::new("GET", id.clone(), "One task", "tasks")
+            .path_param("id", schema::id())
+            .ok(200, task_schema())
+            .errors(&[404]),
+        RouteDoc::new("PATCH", id.clone(), "Change a task's fields", "tasks")
+            .path_param("id", schema::id())
+            .body(
+                JSON,
+                schema::object(
+                    json!({
+                        "start": start,
+                        "title": title,
+                        "worker": worker,
+                        "status": {
+                            "type": "string",
+                            "enum": ["SCHEDULED", "RUNNING", "SUCCEEDED", "FAILED"],
+                            "description": "only the task's current status (it changes as the task runs)",
+                        },
+                        "payload": payload,
+                    }),
+                    &[],
+                ),
+            )
+            .ok(200, task_schema())
+            .errors(&[400, 404, 409, 415]),
+        RouteDoc::new(
+            "DELETE",
+            id.clone(),
+            "Delete a task that is not running",
+            "tasks",
+        )
+        .path_param("id", schema::id())
+        .ok_empty(204)
+        .errors(&[404, 409]),
+        RouteDoc::new(
+            "PATCH",
+            format!("{id}/payload"),
+            "Add or replace first-level payload keys",
+            "tasks",
+        )
+        .path_param("id", schema::id())
+        .body(
+            JSON,
+            json!({"type": "object", "description": "the keys to set, each with its new value"}),
+        )
+        .ok(200, task_schema())
+        .errors(&[400, 404, 409, 415]),
+        RouteDoc::new(
+            "DELETE",
+            format!("{id}/payload/{{key}}"),
+            "Remove one payload key",
+            "tasks",
+        )
+        .path_param("id", schema::id())
+        .ok(200, task_schema())
+        .errors(&[404, 409]),
+    ]
+}
+
 /// The operations this module serves on the public listener (see `crate::openapi`), under
 /// both spellings, like its router.
 pub fn docs() -> Vec<RouteDoc> {
-    type Op = (
-        &'static str,
-        &'static str,
-        &'static str,
-        Option<&'static str>,
-        u16,
-        &'static [u16],
-    );
-    const JSON: Option<&str> = Some("application/json");
-    const OPS: &[Op] = &[
-        (
-            "GET",
-            "",
-            "Tasks sorted by start, filtered by worker, status, from, to",
-            None,
-            200,
-            &[400],
-        ),
-        ("POST", "", "Schedule a task", JSON, 201, &[400, 415]),
-        ("GET", "/{id}", "One task", None, 200, &[404]),
-        (
-            "PATCH",
-            "/{id}",
-            "Change a task's fields",
-            JSON,
-            200,
-            &[400, 404, 409, 415],
-        ),
-        (
-            "DELETE",
-            "/{id}",
-            "Delete a task that is not running",
-            None,
-            204,
-            &[404, 409],
-        ),
-        (
-            "PATCH",
-            "/{id}/payload",
-            "Add or replace first-level payload keys",
-            JSON,
-            200,
-            &[400, 404, 409, 415],
-        ),
-        (
-            "DELETE",
-            "/{id}/payload/{key}",
-            "Remove one payload key",
-            None,
-            200,
-            &[404, 409],
-        ),
-    ];
-    BASES
-        .iter()
-        .flat_map(|base| {
-            OPS.iter().map(
-                move |&(method, suffix, summary, body, success, errors)| RouteDoc {
-                    method,
-                    path: format!("{base}{suffix}"),
-                    summary,
-                    family: "tasks",
-                    body,
-                    success,
-                    errors,
-                },
-            )
-        })
-        .collect()
+    BASES.iter().flat_map(|base| docs_under(base)).collect()
 }
