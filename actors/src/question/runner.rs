@@ -55,7 +55,7 @@ pub async fn answer(
             let out = run("grep", grep_args(&["-e", ""], &file), cfg).await?;
             match out.code {
                 Some(0) | Some(1) => Ok(lines(&out.stdout)),
-                _ => Err(grep_failure(&out.stderr)),
+                _ => Err(grep_failure(&out.stderr, false)),
             }
         }
         Question::List { folder, pattern } => {
@@ -129,7 +129,7 @@ async fn search(
     match out.code {
         Some(0) => Ok(entries(&out.stdout, before, after)),
         Some(1) => Ok(Vec::new()),
-        _ => Err(grep_failure(&out.stderr)),
+        _ => Err(grep_failure(&out.stderr, regex)),
     }
 }
 
@@ -169,13 +169,22 @@ fn lines(stdout: &[u8]) -> Vec<String> {
     text.split('\n').map(str::to_string).collect()
 }
 
-fn grep_failure(stderr: &str) -> QuestionError {
+/// Classifies a failed grep by what it wrote. With a regex term, a diagnostic that names no file
+/// is about the pattern: grep writes `grep: <file>: <why>` about files and `grep: <why>` about
+/// the expression ("Trailing backslash", "Regular expression too big", "character class syntax
+/// is [[:space:]], not [:space:]", ...), which is the caller's mistake, not ours.
+fn grep_failure(stderr: &str, regex: bool) -> QuestionError {
     let why = stderr.trim();
+    let about_the_pattern = regex
+        && why
+            .strip_prefix("grep: ")
+            .is_some_and(|rest| !rest.contains(": "));
     if why.contains("Permission denied") || why.contains("Is a directory") {
         QuestionError::Forbidden(format!("the dictionary cannot be read: {why}"))
     } else if why.contains("No such file") {
         QuestionError::NotFound(format!("the dictionary does not exist: {why}"))
-    } else if why.contains("Unmatched")
+    } else if about_the_pattern
+        || why.contains("Unmatched")
         || why.contains("Invalid")
         || why.contains("regular expression")
     {
@@ -346,18 +355,22 @@ mod tests {
             regex: true,
         };
         assert_eq!(answer(&regex, &cfg).await.unwrap(), vec!["a.c", "abc"]);
-        let broken = Question::Search {
-            term: "(".into(),
-            nresults: 0,
-            n_before: 0,
-            n_after: 0,
-            dictionary: None,
-            regex: true,
-        };
-        assert!(matches!(
-            answer(&broken, &cfg).await,
-            Err(QuestionError::BadRequest(_))
-        ));
+        // Each refused by grep with its own diagnostic; none is our failure.
+        for term in ["(", "a\\", "a{99999}", "[:space:]"] {
+            let broken = Question::Search {
+                term: term.into(),
+                nresults: 0,
+                n_before: 0,
+                n_after: 0,
+                dictionary: None,
+                regex: true,
+            };
+            let got = answer(&broken, &cfg).await;
+            assert!(
+                matches!(got, Err(QuestionError::BadRequest(_))),
+                "{term:?}: {got:?}"
+            );
+        }
         assert!(matches!(
             answer(&search("a\nb", 0, 0, 0), &cfg).await,
             Err(QuestionError::BadRequest(_))

@@ -129,7 +129,6 @@ async fn answer(
         ));
     }
     let question = parse_question(&body)?;
-    let regex = matches!(question, Question::Search { regex: true, .. });
     let wait = state.config.question_timeout;
     let ask = Ask {
         question,
@@ -142,27 +141,7 @@ async fn answer(
         wait + std::time::Duration::from_secs(2),
     )
     .await?;
-    answer.0.map_err(|e| match e {
-        QuestionError::Internal(m) if regex && is_pattern_diagnostic(&m) => QuestionApiError::bad(
-            format!("term is not a valid regular expression: {}", grep_says(&m)),
-        ),
-        e => e.into(),
-    })
-}
-
-/// The runner reports a grep that failed for a reason it does not recognise as
-/// `Internal("grep failed: grep: <diagnostic>")`. For a regex search that is the term's fault
-/// when the diagnostic names no file (grep writes `grep: <file>: <why>` about files, and
-/// `grep: <why>` about the pattern: "Trailing backslash", "Regular expression too big",
-/// "character class syntax is [[:space:]], not [:space:]"): a 400, not a 500.
-fn is_pattern_diagnostic(message: &str) -> bool {
-    message
-        .strip_prefix("grep failed: grep: ")
-        .is_some_and(|why| !why.contains(": "))
-}
-
-fn grep_says(message: &str) -> &str {
-    message.strip_prefix("grep failed: ").unwrap_or(message)
+    Ok(answer.0?)
 }
 
 /// Turns the JSON body into a question: 400 for bad JSON or keys, 501 for an unknown action.
@@ -259,26 +238,6 @@ mod tests {
 
     fn status(body: &str) -> u16 {
         parse_question(body.as_bytes()).unwrap_err().status.as_u16()
-    }
-
-    #[test]
-    fn grep_diagnostics_about_the_pattern_are_told_from_the_rest() {
-        assert!(is_pattern_diagnostic(
-            "grep failed: grep: Trailing backslash"
-        ));
-        assert!(is_pattern_diagnostic(
-            "grep failed: grep: Regular expression too big"
-        ));
-        assert!(is_pattern_diagnostic(
-            "grep failed: grep: character class syntax is [[:space:]], not [:space:]"
-        ));
-        assert!(!is_pattern_diagnostic(
-            "grep failed: grep: /data/quotes.txt: Input/output error"
-        ));
-        assert!(!is_pattern_diagnostic("cannot run grep: not found"));
-        assert!(!is_pattern_diagnostic(
-            "the answer is over 4194304 bytes; ask for fewer results (nresults) or a narrower folder"
-        ));
     }
 
     #[test]
