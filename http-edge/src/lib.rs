@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod protect;
 pub mod routes;
+pub mod user_cache;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,14 +56,32 @@ impl Default for EdgeConfig {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Every middleware layer and handler clones it per request, so
+/// it is one pointer to [`Shared`] rather than a bundle of counted references.
 #[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<EdgeConfig>,
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: EdgeConfig,
     pub membership: Membership,
     pub draining: Draining,
     pub protection: Arc<protect::Protection>,
-    pub http_metrics: Arc<metrics::HttpMetrics>,
+    pub http_metrics: metrics::HttpMetrics,
+    pub user_cache: user_cache::UserCache,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 /// The public listener's routes.

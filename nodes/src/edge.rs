@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use troupe_http_edge::protect::{Protection, RateLimit};
-use troupe_http_edge::{AppState, Draining, EdgeConfig};
+use troupe_http_edge::{AppState, Draining, EdgeConfig, Shared};
 
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::EdgeArgs;
@@ -57,8 +57,8 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
             forgetting.forget_idle_clients();
         }
     });
-    let state = AppState {
-        config: Arc::new(EdgeConfig {
+    let state = AppState::new(Shared {
+        config: EdgeConfig {
             call_timeout: args.cluster.call_timeout,
             wait_timeout: args.wait_timeout,
             question_timeout: args.question_timeout,
@@ -66,12 +66,13 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
             max_text_bytes: args.max_text_bytes,
             max_body_bytes: args.max_body_bytes,
             request_timeout: args.request_timeout,
-        }),
+        },
         membership: cluster.membership.clone(),
         draining: Draining::default(),
         protection,
         http_metrics: Default::default(),
-    };
+        user_cache: Default::default(),
+    });
     let public = TcpListener::bind(args.http)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.http))?;

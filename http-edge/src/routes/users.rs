@@ -42,7 +42,7 @@ fn unavailable(e: rpc::CallError) -> ResultError {
 
 /// Creates through the user actor; shared with the public API.
 pub async fn store(state: &AppState, new: NewUser) -> Result<User, ResultError> {
-    rpc::call(
+    let user = rpc::call(
         groups::USER,
         |r| UserMsg::Create(new, r),
         state.config.call_timeout,
@@ -50,30 +50,47 @@ pub async fn store(state: &AppState, new: NewUser) -> Result<User, ResultError> 
     .await
     .map_err(unavailable)?
     .0
-    .map_err(ResultError::from_service)
+    .map_err(ResultError::from_service)?;
+    state.user_cache.insert(std::slice::from_ref(&user));
+    Ok(user)
 }
 
+/// One user, from the edge's cache of users (see `crate::user_cache`) or the user actor.
 pub async fn find(state: &AppState, id: u64) -> Result<Option<User>, ResultError> {
-    Ok(rpc::call(
+    if let Some(user) = state.user_cache.get(id) {
+        return Ok(Some(user));
+    }
+    let found = rpc::call(
         groups::USER,
         |r| UserMsg::Get(id, r),
         state.config.call_timeout,
     )
     .await
     .map_err(unavailable)?
-    .0)
+    .0;
+    if let Some(user) = &found {
+        state.user_cache.insert(std::slice::from_ref(user));
+    }
+    Ok(found)
 }
 
-/// Many users in one message (never one call per id).
+/// Many users: those not in the edge's cache in one message (never one call per id).
 pub async fn find_many(state: &AppState, ids: Vec<u64>) -> Result<Vec<User>, ResultError> {
-    Ok(rpc::call(
+    let (mut found, missing) = state.user_cache.get_many(&ids);
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let fetched = rpc::call(
         groups::USER,
-        |r| UserMsg::GetMany(UserIds(ids), r),
+        |r| UserMsg::GetMany(UserIds(missing), r),
         state.config.call_timeout,
     )
     .await
     .map_err(unavailable)?
-    .0)
+    .0;
+    state.user_cache.insert(&fetched);
+    found.extend(fetched);
+    Ok(found)
 }
 
 async fn list(
