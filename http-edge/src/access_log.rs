@@ -4,38 +4,47 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode};
 
 use crate::AppState;
 
-pub async fn log_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let took = started.elapsed();
-    state
-        .http_metrics
-        .record(&route, method.as_str(), status, took);
-    let micros = took.as_micros() as u64;
-    if status >= 400 {
-        tracing::warn!(%method, %path, status, micros, %request_id, "request");
-    } else {
-        tracing::info!(%method, %path, status, micros, %request_id, "request");
+/// What the line needs from the request, taken before the request moves on.
+pub struct Entry {
+    started: Instant,
+    method: Method,
+    pub path: String,
+    route: String,
+    request_id: String,
+}
+
+impl Entry {
+    pub fn begin(request: &Request, request_id: &HeaderValue) -> Self {
+        Self {
+            started: Instant::now(),
+            method: request.method().clone(),
+            path: request.uri().path().to_string(),
+            route: request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |m| m.as_str())
+                .to_string(),
+            request_id: request_id.to_str().unwrap_or("-").to_string(),
+        }
     }
-    response
+
+    pub fn finish(self, state: &AppState, status: StatusCode) {
+        let status = status.as_u16();
+        let took = self.started.elapsed();
+        state
+            .http_metrics
+            .record(&self.route, self.method.as_str(), status, took);
+        let micros = took.as_micros() as u64;
+        let (method, path, request_id) = (&self.method, &self.path, &self.request_id);
+        if status >= 400 {
+            tracing::warn!(%method, %path, status, micros, %request_id, "request");
+        } else {
+            tracing::info!(%method, %path, status, micros, %request_id, "request");
+        }
+    }
 }

@@ -8,12 +8,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 use tokio::sync::Notify;
 
+use crate::pipeline::Refused;
 use crate::AppState;
 
 #[derive(Debug, Clone, Default)]
@@ -49,8 +47,9 @@ impl Draining {
     }
 }
 
-/// Decrements the in-flight count however the request ends (also when its client goes away).
-struct InFlightGuard(Draining);
+/// Counts a request in flight until dropped, however the request ends (also when its client
+/// goes away).
+pub struct InFlightGuard(Draining);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -60,28 +59,25 @@ impl Drop for InFlightGuard {
     }
 }
 
-pub async fn refuse_while_draining(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Lets a request in unless the edge is draining (503; `/healthz` still answers) or already
+/// has its limit of requests in flight (503 at once rather than a growing queue).
+pub fn admit(state: &AppState, path: &str) -> Result<InFlightGuard, Refused> {
     let draining = &state.draining;
-    if draining.is_draining() && request.uri().path() != "/healthz" {
-        return crate::routes::error_for_path(
-            request.uri().path(),
+    if draining.is_draining() && path != "/healthz" {
+        return Err(Box::new(crate::routes::error_for_path(
+            path,
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down; retry on another instance".into(),
-        );
+        )));
     }
     let in_flight = draining.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    let _guard = InFlightGuard(draining.clone());
-    // Past the limit, a 503 at once rather than a growing queue.
+    let guard = InFlightGuard(draining.clone());
     if in_flight > state.protection.max_in_flight {
-        return crate::routes::error_for_path(
-            request.uri().path(),
+        return Err(Box::new(crate::routes::error_for_path(
+            path,
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is at its limit of requests in flight; retry shortly".into(),
-        );
+        )));
     }
-    next.run(request).await
+    Ok(guard)
 }

@@ -10,6 +10,7 @@ pub mod client_ip;
 pub mod draining;
 pub mod metrics;
 pub mod openapi;
+pub mod pipeline;
 pub mod protect;
 pub mod routes;
 pub mod user_cache;
@@ -18,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use troupe_actors::membership::Membership;
 
 pub use draining::Draining;
@@ -95,17 +95,8 @@ pub fn public_router(state: AppState) -> Router {
         .merge(routes::tasks::router())
         .merge(routes::events::router())
         .route("/openapi.json", axum::routing::get(openapi::serve))
-        .fallback(routes::not_found)
-        // Only the public listener asks for tokens and counts requests per client.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            protect::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            protect::authenticate,
-        ));
-    with_edge_layers(routes, state)
+        .fallback(routes::not_found);
+    with_edge_layers(routes, state, pipeline::Listener::Public)
 }
 
 /// The internal listener's routes: services the briefs keep away from external clients.
@@ -117,33 +108,26 @@ pub fn internal_router(state: AppState) -> Router {
         .merge(routes::users::router())
         .fallback(routes::result_family::not_found)
         .method_not_allowed_fallback(routes::result_family::method_not_allowed);
-    with_edge_layers(routes, state)
+    with_edge_layers(routes, state, pipeline::Listener::Internal)
 }
 
-/// What every listener does around its routes, outermost first: a request id (taken from
-/// `X-Request-Id` or made, and echoed), an access log line, JSON bodies for errors raised
-/// below the handlers, a time limit, a header size limit, refusing new requests while
-/// draining or past the in-flight limit, and the body limit.
-fn with_edge_layers(routes: Router<AppState>, state: AppState) -> Router {
+/// Every request passes the listener's pipeline (`pipeline.rs`); the body limit inside it is
+/// read by the extractors.
+fn with_edge_layers(
+    routes: Router<AppState>,
+    state: AppState,
+    listener: pipeline::Listener,
+) -> Router {
+    use axum::extract::{Request, State};
     routes
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            draining::refuse_while_draining,
+            move |State(state): State<AppState>, request: Request, next: axum::middleware::Next| {
+                pipeline::around(state, request, next, listener)
+            },
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            protect::limit_headers,
-        ))
-        .layer(protect::timeout_layer(state.config.request_timeout))
-        .layer(axum::middleware::from_fn(protect::json_errors))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            access_log::log_request,
-        ))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

@@ -4,16 +4,15 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::client_ip::client_ip;
+use crate::pipeline::Refused;
 use crate::routes::error_for_path;
 use crate::AppState;
 
@@ -119,38 +118,31 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct ClientKey(String);
 
 /// Request headers over the limit, all together: 431.
-pub async fn limit_headers(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub fn check_headers(state: &AppState, request: &Request) -> Result<(), Refused> {
     let size: usize = request
         .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if size > state.protection.max_header_bytes {
-        return error_for_path(
+        return Err(Box::new(error_for_path(
             request.uri().path(),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "request headers are {size} bytes; the limit is {}",
                 state.protection.max_header_bytes
             ),
-        );
+        )));
     }
-    next.run(request).await
+    Ok(())
 }
 
 /// With tokens configured, a request needs `Authorization: Bearer <token>`: 401 otherwise.
-pub async fn authenticate(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path().to_string();
-    if state.protection.tokens.is_empty() || OPEN_PATHS.contains(&path.as_str()) {
-        return next.run(request).await;
+/// A request with a good token is counted against its token by [`rate_limit`].
+pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Refused> {
+    let path = request.uri().path();
+    if state.protection.tokens.is_empty() || OPEN_PATHS.contains(&path) {
+        return Ok(());
     }
     let presented = request
         .headers()
@@ -166,7 +158,7 @@ pub async fn authenticate(
             request
                 .extensions_mut()
                 .insert(ClientKey(format!("token:{token}")));
-            next.run(request).await
+            Ok(())
         }
         found => {
             let why = if found.is_some() {
@@ -174,23 +166,23 @@ pub async fn authenticate(
             } else {
                 "this API needs an Authorization: Bearer <token> header"
             };
-            let mut response = error_for_path(&path, StatusCode::UNAUTHORIZED, why.into());
+            let mut response = error_for_path(path, StatusCode::UNAUTHORIZED, why.into());
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
+            Err(Box::new(response))
         }
     }
 }
 
 /// Per-client rate limit: 429 with `Retry-After` (seconds) past it.
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub fn rate_limit(state: &AppState, request: &Request) -> Result<(), Refused> {
     let Some(limiter) = &state.protection.limiter else {
-        return next.run(request).await;
+        return Ok(());
     };
-    let path = request.uri().path().to_string();
-    if OPEN_PATHS.contains(&path.as_str()) {
-        return next.run(request).await;
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) {
+        return Ok(());
     }
     let key = match request.extensions().get::<ClientKey>() {
         Some(k) => k.0.clone(),
@@ -204,29 +196,24 @@ pub async fn rate_limit(State(state): State<AppState>, request: Request, next: N
             format!("ip:{ip}")
         }
     };
-    match limiter.check_key(&key) {
-        Ok(()) => next.run(request).await,
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let mut response = error_for_path(
-                &path,
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many requests; retry in {secs} s"),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-            response
-        }
-    }
+    limiter.check_key(&key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = error_for_path(
+            path,
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many requests; retry in {secs} s"),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        Box::new(response)
+    })
 }
 
-/// Errors raised below the handlers (body limit, timeout, wrong method, unparsable path or
+/// Errors raised below the handlers (body limit, time limit, wrong method, unparsable path or
 /// query) come as plain text; clients of every family get their JSON shape instead.
-pub async fn json_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    let response = next.run(request).await;
+pub async fn json_errors(path: &str, response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -249,16 +236,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
         (false, _) => text,
     };
-    let mut rendered = error_for_path(&path, status, message);
+    let mut rendered = error_for_path(path, status, message);
     for (h, v) in kept {
         rendered.headers_mut().insert(h, v);
     }
     rendered
-}
-
-/// How long a request may take in all; longer than the longest wait a route offers.
-pub fn timeout_layer(limit: Duration) -> tower_http::timeout::TimeoutLayer {
-    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limit)
 }
 
 #[cfg(test)]

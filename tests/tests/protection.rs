@@ -182,3 +182,53 @@ async fn requests_past_the_in_flight_limit_are_shed_at_once() {
         w.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_time_limits_and_the_access_log() {
+    let mut c = TestCluster::new();
+    // A master and no worker: a `wait=true` job outlasts the request time limit.
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_edge(&["--request-timeout", "500ms", "--wait-timeout", "30s"]);
+    c.wait_groups(&["troupe.master"]).await;
+
+    let r = c
+        .client
+        .post(c.url("/jobs?wait=true"))
+        .header("x-request-id", "caller-chose-this")
+        .json(&json!({"text": "too slow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    assert_eq!(r.headers()["x-request-id"], "caller-chose-this");
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"].as_str().unwrap().contains("took too long"),
+        "408 in the jobs family: {b}"
+    );
+
+    // Without one, the edge makes an id, echoes it and logs it with the request.
+    let r = c.client.get(c.url("/jobs/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let made = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    troupe_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "both requests in the access log",
+        || async {
+            let log = c.log("edge");
+            let line = |id: &str| {
+                log.lines()
+                    .find(|l| l.contains(id) && l.contains("access_log"))
+                    .map(str::to_string)
+            };
+            matches!(
+                (line("caller-chose-this"), line(&made)),
+                (Some(slow), Some(missing))
+                    if slow.contains("status=408") && slow.contains("path=/jobs")
+                        && missing.contains("status=404") && missing.contains("method=GET")
+            )
+        },
+    )
+    .await;
+}

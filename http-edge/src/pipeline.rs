@@ -1,0 +1,84 @@
+//! Everything the edge does around a request, as one middleware that reads top to bottom:
+//!
+//! 1. a request id, taken from `X-Request-Id` or made, set on the request and echoed;
+//! 2. refusals, each in the error shape of the path's API family: headers over the limit
+//!    (431), draining or past the in-flight limit (503), and on the public listener a missing
+//!    or wrong token (401) and a client over its rate (429);
+//! 3. the route, within the request time limit (408 past it);
+//! 4. plain-text errors raised below the handlers (body limit, wrong method, unparsable path
+//!    or query) rendered as the family's JSON;
+//! 5. the access log line and the request metrics.
+//!
+//! One layer rather than one per step on purpose: axum clones every layer beneath a layer for
+//! each request and nests their futures, and with ten layers that bookkeeping was the largest
+//! single cost in the edge's profile under the listings benchmark (ARCHITECTURE.md).
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::{access_log, draining, protect, AppState};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A check's refusal: the whole response to send instead (boxed: it is the rare path).
+pub type Refused = Box<Response>;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Tokens and rate limits apply.
+    Public,
+    /// Services kept from external clients: no tokens, no rate limits.
+    Internal,
+}
+
+pub async fn around(
+    state: AppState,
+    mut request: Request,
+    next: Next,
+    listener: Listener,
+) -> Response {
+    let state = &state;
+    let request_id = request_id(&mut request);
+    let entry = access_log::Entry::begin(&request, &request_id);
+    let response = match admit(state, &mut request, listener) {
+        Err(refused) => *refused,
+        Ok(_in_flight) => {
+            match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+            }
+        }
+    };
+    let mut response = protect::json_errors(&entry.path, response).await;
+    response.headers_mut().insert(X_REQUEST_ID, request_id);
+    entry.finish(state, response.status());
+    response
+}
+
+/// The checks before a request may run; the guard counts it in flight until it is answered.
+fn admit(
+    state: &AppState,
+    request: &mut Request,
+    listener: Listener,
+) -> Result<draining::InFlightGuard, Refused> {
+    protect::check_headers(state, request)?;
+    let in_flight = draining::admit(state, request.uri().path())?;
+    if listener == Listener::Public {
+        protect::authenticate(state, request)?;
+        protect::rate_limit(state, request)?;
+    }
+    Ok(in_flight)
+}
+
+fn request_id(request: &mut Request) -> HeaderValue {
+    if let Some(id) = request.headers().get(&X_REQUEST_ID) {
+        return id.clone();
+    }
+    let made = HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+        .expect("a UUID is a valid header value");
+    request.headers_mut().insert(X_REQUEST_ID, made.clone());
+    made
+}
