@@ -1,10 +1,11 @@
-//! This process's counters for `/metrics`: store commits (latency, batch size) and supervisor
-//! restarts. The node-info actor hands a snapshot to the edge, which renders it.
+//! This process's counters for `/metrics`: store commits (latency, batch size), supervisor
+//! restarts, and each service actor's messages handled and time busy. The node-info actor
+//! hands a snapshot to the edge, which renders it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,16 @@ pub struct NodeMetrics {
     pub restarts: BTreeMap<String, u64>,
     /// Jobs, questions and tasks running now, by worker name.
     pub running: BTreeMap<String, i64>,
+    /// Load by actor kind (`listing`, `master`, ...).
+    pub actors: BTreeMap<String, ActorLoad>,
+}
+
+/// Messages an actor handled and the time it spent in its handler. ractor 0.16 cannot tell a
+/// mailbox's length; an actor busy close to one second per second is one whose mailbox grows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActorLoad {
+    pub messages: u64,
+    pub busy_seconds: f64,
 }
 
 wire_type!(NodeMetrics);
@@ -67,6 +78,7 @@ struct Registry {
     stores: BTreeMap<String, StoreStats>,
     restarts: BTreeMap<String, u64>,
     running: BTreeMap<String, Arc<AtomicI64>>,
+    actors: BTreeMap<&'static str, ActorLoad>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -100,6 +112,30 @@ pub fn running_gauge(worker: &str) -> Arc<AtomicI64> {
     with(|r| r.running.entry(worker.to_string()).or_default().clone())
 }
 
+/// Counts one message of `actor` and the time until it is dropped: the first line of a handler.
+pub fn busy(actor: &'static str) -> Busy {
+    Busy {
+        actor,
+        started: Instant::now(),
+    }
+}
+
+pub struct Busy {
+    actor: &'static str,
+    started: Instant,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let took = self.started.elapsed().as_secs_f64();
+        with(|r| {
+            let load = r.actors.entry(self.actor).or_default();
+            load.messages += 1;
+            load.busy_seconds += took;
+        });
+    }
+}
+
 pub fn snapshot(node: &str) -> NodeMetrics {
     with(|r| NodeMetrics {
         node: node.to_string(),
@@ -109,6 +145,11 @@ pub fn snapshot(node: &str) -> NodeMetrics {
             .running
             .iter()
             .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect(),
+        actors: r
+            .actors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     })
 }

@@ -177,6 +177,35 @@ pub fn render(http: &HttpMetrics, nodes: &[NodeMetrics], geo: Option<GeoCounters
     }
     header(
         &mut out,
+        "troupe_actor_messages_total",
+        "counter",
+        "Messages a service actor handled.",
+    );
+    for n in nodes {
+        for (actor, load) in &n.actors {
+            let l = labels(&[("node", &n.node), ("actor", actor)]);
+            let _ = writeln!(out, "troupe_actor_messages_total{{{l}}} {}", load.messages);
+        }
+    }
+    header(
+        &mut out,
+        "troupe_actor_busy_seconds_total",
+        "counter",
+        "Time a service actor spent handling messages; a rate near 1 means its mailbox grows \
+         (ractor cannot report a mailbox's length).",
+    );
+    for n in nodes {
+        for (actor, load) in &n.actors {
+            let l = labels(&[("node", &n.node), ("actor", actor)]);
+            let _ = writeln!(
+                out,
+                "troupe_actor_busy_seconds_total{{{l}}} {}",
+                load.busy_seconds
+            );
+        }
+    }
+    header(
+        &mut out,
         "troupe_worker_running",
         "gauge",
         "Jobs, questions and tasks running on a worker.",

@@ -75,6 +75,23 @@ async fn metrics_count_requests_commits_and_geo_calls() {
         value(&text, r#"troupe_node_reporting{node="n2"}"#),
         Some(1.0)
     );
+    // Each job: submit, await and the worker's report through the master; a run on the worker.
+    let handled = |actor: &str, node: &str| {
+        value(
+            &text,
+            &format!(r#"troupe_actor_messages_total{{node="{node}",actor="{actor}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(handled("master", "n1") >= 9.0, "{text}");
+    assert!(handled("worker", "n1") >= 3.0, "{text}");
+    assert!(handled("events", "n2") >= 1.0, "{text}");
+    let busy = value(
+        &text,
+        r#"troupe_actor_busy_seconds_total{node="n1",actor="master"}"#,
+    )
+    .unwrap();
+    assert!(busy > 0.0 && busy < 10.0, "{busy}");
     // A loopback event costs no upstream call.
     assert_eq!(value(&text, "troupe_geo_upstream_calls_total"), Some(0.0));
     assert!(value(&text, "troupe_geo_local_total").unwrap() >= 1.0);

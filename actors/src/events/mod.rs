@@ -114,6 +114,7 @@ impl Actor for EventsActor {
         msg: EventsMsg,
         state: &mut EventsState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("events");
         match msg {
             EventsMsg::Submit(new, reply) => {
                 let (name, status_code) = match validate(&new) {

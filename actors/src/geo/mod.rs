@@ -104,6 +104,7 @@ impl Actor for GeoThrottle {
         msg: GeoMsg,
         state: &mut GeoState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("geo");
         match msg {
             GeoMsg::Locate(ip, reply) => locate(state, &ip, reply),
             GeoMsg::Stats(reply) => {

@@ -108,6 +108,7 @@ impl Actor for ListingActor {
         msg: ListingMsg,
         state: &mut ListingState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("listing");
         match msg {
             ListingMsg::Create(new, reply) => create(state, new, reply),
             ListingMsg::List(query, reply) => {

@@ -113,6 +113,7 @@ impl Actor for Master {
         msg: MasterMsg,
         state: &mut MasterState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("master");
         match msg {
             MasterMsg::Submit(job, reply) => submit(state, job, reply),
             MasterMsg::Get(id, reply) => {

@@ -152,6 +152,7 @@ impl Actor for Scheduler {
         msg: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("scheduler");
         // Whatever fell due is fired before this message is answered, even if its timer has
         // not been delivered yet, so no answer shows a due task as SCHEDULED.
         catch_up(&myself, state).await?;

@@ -71,6 +71,7 @@ impl Actor for UserActor {
         msg: UserMsg,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("user");
         match msg {
             UserMsg::Create(new, reply) => create(state, new, reply),
             UserMsg::Get(id, reply) => {

@@ -90,6 +90,7 @@ impl Actor for Worker {
         msg: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
+        let _busy = crate::telemetry::busy("worker");
         while state.running.try_join_next().is_some() {}
         match msg {
             // The master re-sends it: leaving the group returned it to the master's queue.
