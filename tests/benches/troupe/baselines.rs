@@ -4,7 +4,8 @@
 //! - a bare axum server answering a fixed JSON body (the size of a real listings page): the
 //!   ceiling of an HTTP GET through this stack and this load generator;
 //! - redb committing every write in its own transaction (one fsync each), writers serialized by
-//!   redb: what a durable write costs without batching.
+//!   redb: what a durable write costs without batching (and, next to it, the same writes
+//!   through troupe's group-committing store).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +60,39 @@ pub async fn redb_one_fsync_per_write(
                 .await
                 .map_err(|e| e.to_string())?
         }
+    })
+    .await;
+    Ok(result)
+}
+
+/// The same writes through troupe's own store (`troupe_actors::store`): `concurrency` writers,
+/// each waiting for its write's commit, which the store's writer thread groups. Not a
+/// baseline but the durable-write ceiling the services sit on, without HTTP or actor calls.
+pub async fn troupe_store_group_commit(
+    timing: Timing,
+    concurrency: usize,
+) -> Result<LoadResult, String> {
+    use troupe_actors::store::{Batch, Schema, Store};
+    const TABLE: &str = "records";
+    let dir = TempDir::new("troupe-bench-store-")?;
+    let store = Store::open(
+        &dir.path().join("store.redb"),
+        Schema {
+            version: 1,
+            tables: &[TABLE],
+        },
+    )
+    .map_err(|e| format!("cannot open the store: {e}"))?;
+    let store = Arc::new(store);
+    let result = load::drive(timing, concurrency, move |_, seq| {
+        let mut batch = Batch::new();
+        batch.put(
+            TABLE,
+            seq.to_be_bytes().to_vec(),
+            vec![0x5a_u8; RECORD_BYTES],
+        );
+        let committed = store.commit(batch);
+        async move { committed.await.map_err(|e| e.to_string()) }
     })
     .await;
     Ok(result)

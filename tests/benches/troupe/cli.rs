@@ -28,6 +28,10 @@ pub struct Options {
     /// Seconds of warm-up per scenario, not measured (overrides the default and --quick).
     #[arg(long, value_name = "SECS")]
     pub warmup: Option<f64>,
+    /// The cluster's log level (`RUST_LOG`). The default leaves out the edge's access log
+    /// lines; `info` keeps them, as a deployment would.
+    #[arg(long, default_value = "warn")]
+    pub log: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     pub bench: bool,

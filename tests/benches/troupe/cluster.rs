@@ -32,7 +32,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts every process and waits until the cluster is ready (every service group has a
     /// member and both workers have joined).
-    pub async fn start(bin: &Path) -> Result<Self, String> {
+    pub async fn start(bin: &Path, log_level: &str) -> Result<Self, String> {
         let dir = TempDir::new("troupe-bench-")?;
         let cookie = format!("bench-{}-{}", std::process::id(), free_port());
         let mut children = Children::default();
@@ -40,6 +40,7 @@ impl Cluster {
             bin,
             dir: dir.path(),
             cookie: &cookie,
+            log_level,
         };
         let geo = SocketAddr::from(([127, 0, 0, 1], free_port()));
         children.spawn(
@@ -202,10 +203,11 @@ struct Launcher<'a> {
     bin: &'a Path,
     dir: &'a Path,
     cookie: &'a str,
+    log_level: &'a str,
 }
 
 impl Launcher<'_> {
-    /// A `troupe` command logging (warnings and up) to `<dir>/<name>.log`.
+    /// A `troupe` command logging (at `log_level` and up) to `<dir>/<name>.log`.
     fn command(&self, name: &str, args: &[&str]) -> Result<Command, String> {
         let log = std::fs::File::create(log_path(self.dir, name))
             .map_err(|e| format!("cannot create the log of {name}: {e}"))?;
@@ -213,7 +215,7 @@ impl Launcher<'_> {
         let mut cmd = Command::new(self.bin);
         cmd.args(args)
             .env("TROUPE_COOKIE", self.cookie)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", self.log_level)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
