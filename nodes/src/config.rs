@@ -66,6 +66,9 @@ pub struct ClusterArgs {
     /// The cluster's CA certificate (PEM): peers must present a certificate it signed.
     #[arg(long, env = "TROUPE_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+    /// How long a peer may take from connecting to a finished TLS handshake.
+    #[arg(long, env = "TROUPE_TLS_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl ClusterArgs {
@@ -74,6 +77,7 @@ impl ClusterArgs {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
             ca: self.tls_ca.clone()?,
+            handshake_timeout: self.tls_handshake_timeout,
         })
     }
 }

@@ -8,8 +8,8 @@
 //! ractor_cluster's own TLS listener runs each handshake inside its single accept loop with no
 //! deadline, so one silent connection would keep every other node out
 //! (`notes/stack-facts.md`). Here the cluster port is our own listener: each connection gets its
-//! handshake in its own task under [`HANDSHAKE_TIMEOUT`], and only an established TLS stream is
-//! handed to the NodeServer. Dialing is bounded the same way.
+//! handshake in its own task under a deadline (`--tls-handshake-timeout`), and only an
+//! established TLS stream is handed to the NodeServer. Dialing is bounded the same way.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,15 +26,14 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-/// How long a peer may take from TCP connect to a finished TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Where a member's certificate, key and cluster CA live (PEM files).
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub ca: PathBuf,
+    /// How long a peer may take from TCP connect to a finished TLS handshake.
+    pub handshake_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +51,7 @@ pub enum TlsError {
 pub struct NodeTls {
     pub acceptor: TlsAcceptor,
     connector: TlsConnector,
+    handshake_timeout: Duration,
 }
 
 impl NodeTls {
@@ -91,6 +91,7 @@ impl NodeTls {
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
+            handshake_timeout: files.handshake_timeout,
         })
     }
 
@@ -120,9 +121,10 @@ impl NodeTls {
                 stream,
             })
         };
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect)
+        let limit = self.handshake_timeout;
+        let stream = tokio::time::timeout(limit, connect)
             .await
-            .map_err(|_| format!("no TLS session with {seed} within {HANDSHAKE_TIMEOUT:?}"))??;
+            .map_err(|_| format!("no TLS session with {seed} within {limit:?}"))??;
         server
             .cast(NodeServerMessage::ConnectionOpened {
                 stream: Box::new(stream),
@@ -146,12 +148,13 @@ pub async fn accept_loop(listener: TcpListener, tls: NodeTls, server: ActorRef<N
             }
         };
         let (acceptor, server) = (tls.acceptor.clone(), server.clone());
+        let limit = tls.handshake_timeout;
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let Ok((peer_addr, local_addr)) = addrs(&tcp) else {
                 return;
             };
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let _ = server.cast(NodeServerMessage::ConnectionOpened {
                         stream: Box::new(NetworkStream::TlsServer {
@@ -164,7 +167,7 @@ pub async fn accept_loop(listener: TcpListener, tls: NodeTls, server: ActorRef<N
                 }
                 Ok(Err(e)) => tracing::warn!(%peer, "cluster TLS handshake refused: {e}"),
                 Err(_) => {
-                    tracing::warn!(%peer, "cluster TLS handshake not finished within {HANDSHAKE_TIMEOUT:?}; dropped")
+                    tracing::warn!(%peer, "cluster TLS handshake not finished within {limit:?}; dropped")
                 }
             }
         });
