@@ -188,7 +188,7 @@ async fn request_ids_time_limits_and_the_access_log() {
     let mut c = TestCluster::new();
     // A master and no worker: a `wait=true` job outlasts the request time limit.
     c.start_node("n1", &["master"], &[], &[]);
-    c.start_edge(&["--request-timeout", "500ms", "--wait-timeout", "30s"]);
+    c.start_edge(&["--request-timeout", "2s", "--wait-timeout", "30s"]);
     c.wait_groups(&["troupe.master"]).await;
 
     let r = c
