@@ -63,6 +63,9 @@ pub struct JobLookup(pub Option<JobView>);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobFinished {
     pub job_id: String,
+    /// The attempt it reports on (`JobAssignment::attempt`): a report can arrive twice, or
+    /// after the job was sent again.
+    pub attempt: u32,
     pub worker: String,
     pub node: String,
     /// The written file (relative to the node's data dir), or the error.

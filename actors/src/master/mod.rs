@@ -138,8 +138,6 @@ impl Actor for Master {
                 }
             }
             MasterMsg::Ask(ask, reply) => {
-                let token = state.next_token;
-                state.next_token += 1;
                 let now = Instant::now();
                 let asking = Asking {
                     deadline: now + Duration::from_millis(ask.wait_ms),
@@ -150,16 +148,14 @@ impl Actor for Master {
                     tried: Vec::new(),
                     worker_gone_since: None,
                 };
-                send_question(state, token, asking);
+                send_question(state, asking);
             }
             MasterMsg::Answered(Answered { token, answer }, receipt) => {
                 let _ = receipt.send(Received);
                 if let Some(asking) = state.asking.remove(&token) {
                     match answer {
                         // A draining worker declined; another may answer.
-                        Answer(Err(QuestionError::Unavailable(_))) => {
-                            send_question(state, token, asking)
-                        }
+                        Answer(Err(QuestionError::Unavailable(_))) => send_question(state, asking),
                         answer => {
                             let _ = asking.reply.send(answer);
                         }
@@ -261,7 +257,11 @@ fn worker_load(state: &MasterState, workers: &[ractor::ActorCell]) -> HashMap<Ac
 
 /// Sends a question to the least loaded worker it was not yet sent to, or answers that no
 /// worker can take it.
-fn send_question(state: &mut MasterState, token: u64, mut asking: Asking) {
+/// Sends the question to the least loaded worker it has not tried, under a token of its own: an
+/// answer to an earlier send (say, a refusal delivered twice) then finds nothing to act on.
+fn send_question(state: &mut MasterState, mut asking: Asking) {
+    let token = state.next_token;
+    state.next_token += 1;
     let mut workers: Vec<ActorCell> = pg::get_members(&groups::WORKER.to_string())
         .into_iter()
         .filter(|w| !asking.tried.contains(&w.get_id()))
@@ -329,7 +329,7 @@ fn check_questions(state: &mut MasterState) {
             if now.duration_since(since) >= ANSWER_GRACE {
                 let mut asking = state.asking.remove(&token).expect("present");
                 asking.worker_gone_since = None;
-                send_question(state, token, asking);
+                send_question(state, asking);
             }
         }
     }
@@ -398,6 +398,15 @@ fn finished(myself: &ActorRef<MasterMsg>, state: &mut MasterState, report: JobFi
         on_late_report(state, &report);
         return;
     };
+    // A failure counts only for the attempt in flight: an earlier attempt's failure, or a
+    // failure delivered twice, says nothing of the one running now (or queued). An earlier
+    // attempt's success still counts: its file is written.
+    let current =
+        report.attempt == record.attempts && state.log.in_flight.contains_key(&report.job_id);
+    if report.outcome.is_err() && !current {
+        tracing::debug!(job = %report.job_id, attempt = report.attempt, current = record.attempts, "stale failure report");
+        return;
+    }
     state.log.in_flight.remove(&report.job_id);
     match report.outcome {
         Ok(file) => {

@@ -90,7 +90,7 @@ impl Actor for Worker {
         msg: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("worker");
+        let busy = crate::telemetry::busy("worker");
         while state.running.try_join_next().is_some() {}
         match msg {
             // The master re-sends it: leaving the group returned it to the master's queue.
@@ -123,6 +123,8 @@ impl Actor for Worker {
                 state.spawn(run_task(state.args.clone(), run));
             }
             WorkerMsg::Drain(done) => {
+                // Waiting out running work is not load.
+                drop(busy);
                 state.draining = true;
                 leave_groups(&myself, &state.args.name);
                 state.cleanup.abort();
@@ -212,20 +214,27 @@ async fn answer_master(token: u64, answer: Answer, timeout: Duration) {
     .await;
 }
 
-/// Hands a report to a master and waits for its receipt, retrying briefly while none answers.
-/// A cast would not do: a draining node can exit with the message still queued in its session,
-/// and the running work it reports on is only finished once the master holds the report.
+/// Hands a report to a master and waits for its receipt, retrying briefly while none answers,
+/// for at most twice the call deadline in all (a draining node waits for this). A cast would
+/// not do: a draining node can exit with the message still queued in its session, and the
+/// running work it reports on is only finished once the master holds the report. A retry can
+/// deliver a report twice; the master tells (attempts, tokens).
 async fn deliver_to_master<F>(what: &str, timeout: Duration, build: F)
 where
     F: Fn(RpcReplyPort<Received>) -> MasterMsg,
 {
+    let give_up = tokio::time::Instant::now() + timeout * 2;
     let mut delay = Duration::from_millis(50);
-    for _ in 0..8 {
-        match rpc::call(groups::MASTER, &build, timeout).await {
+    loop {
+        let left = give_up.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match rpc::call(groups::MASTER, &build, timeout.min(left)).await {
             Ok(Received) => return,
             Err(e) => {
                 tracing::debug!(what, "cannot report yet: {e}");
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(delay.min(left)).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
@@ -250,6 +259,7 @@ pub fn drain(cell: ractor::ActorCell) -> futures::future::BoxFuture<'static, ()>
 async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
     let data_dir = args.data_dir.clone();
     let job_id = job.job_id.clone();
+    let attempt = job.attempt;
     let outcome = tokio::task::spawn_blocking(move || {
         files::write_job_file(&data_dir, &job.job_id, &job.text)
     })
@@ -258,6 +268,7 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
     .and_then(|written| written.map_err(|e| e.to_string()));
     let report = JobFinished {
         job_id,
+        attempt,
         worker: args.name.clone(),
         node: args.node.clone(),
         outcome,
