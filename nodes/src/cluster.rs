@@ -104,6 +104,8 @@ impl Cluster {
         // port is an error at start, not a node nobody can reach. With TLS this listener is the
         // one that serves the port.
         let bound = std::net::TcpListener::bind(opts.listen).map_err(|e| listen_err(&e))?;
+        // The port actually bound (the configured one may be 0).
+        let port = bound.local_addr().map_err(|e| listen_err(&e))?.port();
         let own_listener = tls.is_some().then_some(bound);
         let server = match &tls {
             None => NodeServer::new(
@@ -116,7 +118,8 @@ impl Cluster {
             )
             .with_listen_addr(opts.listen.ip()),
             // The NodeServer insists on a listener of its own: park it on an ephemeral loopback
-            // port, TLS-only, and advertise the real one.
+            // port, TLS-only, and advertise the real one. (Were that listener ever to fail,
+            // ractor would respawn it and advertise the parked port again; it has no reason to.)
             Some(tls) => NodeServer::new(
                 0,
                 opts.cookie,
@@ -134,9 +137,7 @@ impl Cluster {
         if let (Some(tls), Some(own_listener)) = (&tls, own_listener) {
             // Queued behind the parked listener's own notice, so this one wins.
             server
-                .cast(NodeServerMessage::PortChanged {
-                    port: opts.listen.port(),
-                })
+                .cast(NodeServerMessage::PortChanged { port })
                 .expect("node server is running");
             own_listener
                 .set_nonblocking(true)

@@ -134,9 +134,14 @@ impl NodeTls {
     }
 }
 
+/// Handshakes under way at once, at most: a flood of silent connections is turned away at the
+/// door rather than allowed to use up the process's file descriptors.
+const MAX_PENDING_HANDSHAKES: usize = 64;
+
 /// Accepts cluster connections on `listener` for the life of the process: each handshake runs in
 /// its own task with a deadline, so a silent or plaintext peer delays nobody else.
 pub async fn accept_loop(listener: TcpListener, tls: NodeTls, server: ActorRef<NodeServerMessage>) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -147,9 +152,14 @@ pub async fn accept_loop(listener: TcpListener, tls: NodeTls, server: ActorRef<N
                 continue;
             }
         };
+        let Ok(slot) = pending.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many cluster handshakes under way; connection dropped");
+            continue;
+        };
         let (acceptor, server) = (tls.acceptor.clone(), server.clone());
         let limit = tls.handshake_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = tcp.set_nodelay(true);
             let Ok((peer_addr, local_addr)) = addrs(&tcp) else {
                 return;
