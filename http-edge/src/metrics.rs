@@ -179,7 +179,7 @@ pub fn render(http: &HttpMetrics, nodes: &[NodeMetrics], geo: Option<GeoCounters
         &mut out,
         "troupe_actor_messages_total",
         "counter",
-        "Messages a service actor handled.",
+        "Messages the service actors of a kind handled on a node.",
     );
     for n in nodes {
         for (actor, load) in &n.actors {
@@ -191,8 +191,8 @@ pub fn render(http: &HttpMetrics, nodes: &[NodeMetrics], geo: Option<GeoCounters
         &mut out,
         "troupe_actor_busy_seconds_total",
         "counter",
-        "Time a service actor spent handling messages; a rate near 1 means its mailbox grows \
-         (ractor cannot report a mailbox's length).",
+        "Time the service actors of a kind spent handling messages on a node; a rate near 1 per \
+         actor means its mailbox grows (ractor cannot report a mailbox's length).",
     );
     for n in nodes {
         for (actor, load) in &n.actors {
