@@ -77,8 +77,9 @@ async fn wait_settled(c: &TestCluster, ids: &[String], within: Duration) -> Vec<
     for id in ids {
         let start = Instant::now();
         loop {
-            let (_, b) = c.get_json(&format!("/event/{id}")).await;
-            if b["data"]["geo_status"] != "pending" {
+            // A 503 while a restarted node rejoins is an answer to retry, not a settled event.
+            let (s, b) = c.get_json(&format!("/event/{id}")).await;
+            if s == 200 && b["data"]["geo_status"] != "pending" {
                 settled.push(b["data"].clone());
                 break;
             }

@@ -47,7 +47,8 @@ async fn metrics_count_requests_commits_and_geo_calls() {
     assert_eq!(s, 202);
     let event = format!("/event/{}", b["data"]["task_id"].as_str().unwrap());
     eventually(Duration::from_secs(10), "event located", || async {
-        c.get_json(&event).await.1["data"]["geo_status"] != "pending"
+        let (s, b) = c.get_json(&event).await;
+        s == 200 && b["data"]["geo_status"] != "pending"
     })
     .await;
 
