@@ -76,6 +76,9 @@ pub fn validate(new: &NewEvent) -> Result<ValidEvent, FieldErrors> {
 
 pub struct EventsActor;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("events");
+
 impl Actor for EventsActor {
     type Msg = EventsMsg;
     type State = EventsState;
@@ -114,7 +117,7 @@ impl Actor for EventsActor {
         msg: EventsMsg,
         state: &mut EventsState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("events");
+        let _busy = LOAD.busy();
         match msg {
             EventsMsg::Submit(new, reply) => {
                 let (name, status_code) = match validate(&new) {

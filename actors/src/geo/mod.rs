@@ -75,6 +75,9 @@ pub struct GeoState {
 
 pub struct GeoThrottle;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("geo");
+
 impl Actor for GeoThrottle {
     type Msg = GeoMsg;
     type State = GeoState;
@@ -104,7 +107,7 @@ impl Actor for GeoThrottle {
         msg: GeoMsg,
         state: &mut GeoState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("geo");
+        let _busy = LOAD.busy();
         match msg {
             GeoMsg::Locate(ip, reply) => locate(state, &ip, reply),
             GeoMsg::Stats(reply) => {

@@ -83,6 +83,9 @@ pub struct ListingState {
 
 pub struct ListingActor;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("listing");
+
 impl Actor for ListingActor {
     type Msg = ListingMsg;
     type State = ListingState;
@@ -108,7 +111,7 @@ impl Actor for ListingActor {
         msg: ListingMsg,
         state: &mut ListingState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("listing");
+        let _busy = LOAD.busy();
         match msg {
             ListingMsg::Create(new, reply) => create(state, new, reply),
             ListingMsg::List(query, reply) => {

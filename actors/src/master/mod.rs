@@ -71,6 +71,9 @@ pub struct Asking {
 
 pub struct Master;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("master");
+
 impl Actor for Master {
     type Msg = MasterMsg;
     type State = MasterState;
@@ -113,7 +116,7 @@ impl Actor for Master {
         msg: MasterMsg,
         state: &mut MasterState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("master");
+        let _busy = LOAD.busy();
         match msg {
             MasterMsg::Submit(job, reply) => submit(state, job, reply),
             MasterMsg::Get(id, reply) => {

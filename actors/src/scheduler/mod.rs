@@ -91,6 +91,9 @@ pub struct SchedulerState {
 
 pub struct Scheduler;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("scheduler");
+
 impl Actor for Scheduler {
     type Msg = SchedulerMsg;
     type State = SchedulerState;
@@ -152,7 +155,7 @@ impl Actor for Scheduler {
         msg: SchedulerMsg,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("scheduler");
+        let _busy = LOAD.busy();
         // Whatever fell due is fired before this message is answered, even if its timer has
         // not been delivered yet, so no answer shows a due task as SCHEDULED.
         catch_up(&myself, state).await?;

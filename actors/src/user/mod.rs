@@ -46,6 +46,9 @@ pub struct UserState {
 
 pub struct UserActor;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("user");
+
 impl Actor for UserActor {
     type Msg = UserMsg;
     type State = UserState;
@@ -71,7 +74,7 @@ impl Actor for UserActor {
         msg: UserMsg,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
-        let _busy = crate::telemetry::busy("user");
+        let _busy = LOAD.busy();
         match msg {
             UserMsg::Create(new, reply) => create(state, new, reply),
             UserMsg::Get(id, reply) => {

@@ -60,6 +60,9 @@ impl WorkerState {
 
 pub struct Worker;
 
+/// Messages handled and time busy, for `/metrics`.
+static LOAD: crate::telemetry::LoadCounter = crate::telemetry::LoadCounter::new("worker");
+
 impl Actor for Worker {
     type Msg = WorkerMsg;
     type State = WorkerState;
@@ -90,7 +93,7 @@ impl Actor for Worker {
         msg: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        let busy = crate::telemetry::busy("worker");
+        let busy = LOAD.busy();
         while state.running.try_join_next().is_some() {}
         match msg {
             // The master re-sends it: leaving the group returned it to the master's queue.
