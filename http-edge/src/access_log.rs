@@ -5,17 +5,18 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 
 use crate::AppState;
 
-/// What the line needs from the request, taken before the request moves on.
+/// What the line needs from the request, taken before the request moves on (reference-counted
+/// clones, no copies).
 pub struct Entry {
     started: Instant,
     method: Method,
-    pub path: String,
-    route: String,
-    request_id: String,
+    uri: Uri,
+    route: Option<MatchedPath>,
+    request_id: HeaderValue,
 }
 
 impl Entry {
@@ -23,24 +24,26 @@ impl Entry {
         Self {
             started: Instant::now(),
             method: request.method().clone(),
-            path: request.uri().path().to_string(),
-            route: request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", |m| m.as_str())
-                .to_string(),
-            request_id: request_id.to_str().unwrap_or("-").to_string(),
+            uri: request.uri().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            request_id: request_id.clone(),
         }
+    }
+
+    pub fn path(&self) -> &str {
+        self.uri.path()
     }
 
     pub fn finish(self, state: &AppState, status: StatusCode) {
         let status = status.as_u16();
         let took = self.started.elapsed();
+        let route = self.route.as_ref().map_or("unmatched", |m| m.as_str());
         state
             .http_metrics
-            .record(&self.route, self.method.as_str(), status, took);
+            .record(route, self.method.as_str(), status, took);
         let micros = took.as_micros() as u64;
-        let (method, path, request_id) = (&self.method, &self.path, &self.request_id);
+        let (method, path) = (&self.method, self.uri.path());
+        let request_id = self.request_id.to_str().unwrap_or("-");
         if status >= 400 {
             tracing::warn!(%method, %path, status, micros, %request_id, "request");
         } else {

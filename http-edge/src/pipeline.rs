@@ -52,7 +52,7 @@ pub async fn around(
             }
         }
     };
-    let mut response = protect::json_errors(&entry.path, response).await;
+    let mut response = protect::json_errors(entry.path(), response).await;
     response.headers_mut().insert(X_REQUEST_ID, request_id);
     entry.finish(state, response.status());
     response
