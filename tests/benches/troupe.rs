@@ -113,8 +113,7 @@ async fn run(opts: &Options) -> Result<(), String> {
         cluster_scenarios(opts, &path, &mut report).await?;
         bin = Some(path);
     } else if opts.selects(REDB) || opts.selects(STORE) {
-        report.rows.push(redb_row(opts).await?);
-        report.rows.push(store_row(opts, report.rate(REDB)).await?);
+        durable_write_rows(opts, &mut report).await?;
     }
     report.targets = targets::evaluate(&report, conns);
     report.print();
@@ -190,8 +189,7 @@ async fn cluster_scenarios(opts: &Options, bin: &Path, report: &mut Report) -> R
     .await?;
 
     if opts.selects(REDB) || opts.selects(USERS_POST) || opts.selects(LISTINGS_POST) {
-        report.rows.push(redb_row(opts).await?);
-        report.rows.push(store_row(opts, report.rate(REDB)).await?);
+        durable_write_rows(opts, report).await?;
     }
     let redb_rate = report.rate(REDB).map(|r| (REDB.to_string(), r));
     let scenarios: [(&str, http::BuildRequest, _); 7] = [
@@ -245,19 +243,20 @@ async fn http_load(
     Ok(http::run(opts.timing(), clients, build).await)
 }
 
-async fn redb_row(opts: &Options) -> Result<Row, String> {
+/// The one-fsync-per-write redb baseline, then troupe's store on the same writes against it.
+async fn durable_write_rows(opts: &Options, report: &mut Report) -> Result<(), String> {
+    let (timing, writers) = (opts.timing(), opts.connections as usize);
     eprintln!("running {REDB} ...");
-    let result =
-        baselines::redb_one_fsync_per_write(opts.timing(), opts.connections as usize).await?;
-    Ok(row(REDB, "writes/s", &result, Vec::new(), None))
-}
-
-async fn store_row(opts: &Options, redb_rate: Option<f64>) -> Result<Row, String> {
+    let redb = baselines::redb_one_fsync_per_write(timing, writers).await?;
+    let redb = row(REDB, "writes/s", &redb, Vec::new(), None);
+    let redb_rate = redb.figures.as_ref().map(|f| (REDB.to_string(), f.rate));
+    report.rows.push(redb);
     eprintln!("running {STORE} ...");
-    let result =
-        baselines::troupe_store_group_commit(opts.timing(), opts.connections as usize).await?;
-    let baseline = redb_rate.map(|r| (REDB.to_string(), r));
-    Ok(row(STORE, "writes/s", &result, Vec::new(), baseline))
+    let store = baselines::troupe_store_group_commit(timing, writers).await?;
+    report
+        .rows
+        .push(row(STORE, "writes/s", &store, Vec::new(), redb_rate));
+    Ok(())
 }
 
 async fn rpc_scenarios(opts: &Options, report: &mut Report) -> Result<(), String> {
