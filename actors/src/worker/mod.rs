@@ -200,9 +200,8 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
         node: args.node.clone(),
         result: result.map(|v| v.to_string()),
     };
-    let what = format!("task {}", outcome.task_id);
     // Giving up is safe: the scheduler's lease sends the task again.
-    deliver_to_master(&what, args.call_timeout, |receipt| {
+    deliver_to_master("task", &outcome.task_id, args.call_timeout, |receipt| {
         MasterMsg::TaskDone(outcome.clone(), receipt)
     })
     .await;
@@ -211,7 +210,7 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
 async fn answer_master(token: u64, answer: Answer, timeout: Duration) {
     let answered = Answered { token, answer };
     // Giving up leaves the question to the master's deadline.
-    deliver_to_master(&format!("answer {token}"), timeout, |receipt| {
+    deliver_to_master("answer", &token, timeout, |receipt| {
         MasterMsg::Answered(answered.clone(), receipt)
     })
     .await;
@@ -222,8 +221,12 @@ async fn answer_master(token: u64, answer: Answer, timeout: Duration) {
 /// not do: a draining node can exit with the message still queued in its session, and the
 /// running work it reports on is only finished once the master holds the report. A retry can
 /// deliver a report twice; the master tells (attempts, tokens).
-async fn deliver_to_master<F>(what: &str, timeout: Duration, build: F)
-where
+async fn deliver_to_master<F>(
+    report: &'static str,
+    id: &(dyn std::fmt::Display + Sync),
+    timeout: Duration,
+    build: F,
+) where
     F: Fn(RpcReplyPort<Received>) -> MasterMsg,
 {
     let give_up = tokio::time::Instant::now() + timeout * 2;
@@ -236,13 +239,13 @@ where
         match rpc::call(groups::MASTER, &build, timeout.min(left)).await {
             Ok(Received) => return,
             Err(e) => {
-                tracing::debug!(what, "cannot report yet: {e}");
+                tracing::debug!(report, %id, "cannot report yet: {e}");
                 tokio::time::sleep(delay.min(left)).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }
-    tracing::warn!(what, "no master took the report");
+    tracing::warn!(report, %id, "no master took the report");
 }
 
 fn leave_groups(myself: &ActorRef<WorkerMsg>, name: &str) {
@@ -276,9 +279,8 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
         node: args.node.clone(),
         outcome,
     };
-    let what = format!("job {}", report.job_id);
     // Giving up is safe: the master re-sends a job whose report never came.
-    deliver_to_master(&what, args.call_timeout, |receipt| {
+    deliver_to_master("job", &report.job_id, args.call_timeout, |receipt| {
         MasterMsg::Finished(report.clone(), receipt)
     })
     .await;
