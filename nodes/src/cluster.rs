@@ -106,35 +106,37 @@ impl Cluster {
         let bound = std::net::TcpListener::bind(opts.listen).map_err(|e| listen_err(&e))?;
         // The port actually bound (the configured one may be 0).
         let port = bound.local_addr().map_err(|e| listen_err(&e))?.port();
-        let own_listener = tls.is_some().then_some(bound);
-        let server = match &tls {
-            None => NodeServer::new(
-                opts.listen.port(),
-                opts.cookie,
-                opts.name.clone(),
-                opts.listen.ip().to_string(),
-                None,
-                None,
-            )
-            .with_listen_addr(opts.listen.ip()),
-            // The NodeServer insists on a listener of its own: park it on an ephemeral loopback
-            // port, TLS-only, and advertise the real one. (Were that listener ever to fail,
-            // ractor would respawn it and advertise the parked port again; it has no reason to.)
-            Some(tls) => NodeServer::new(
+        // With TLS, the NodeServer's own listener (it insists on one) is parked on an ephemeral
+        // loopback port, TLS-only, and the real port is advertised instead. (Were that listener
+        // ever to fail, ractor would respawn it and advertise the parked port again; it has no
+        // reason to.)
+        let (server_port, encryption, server_ip, own_listener) = match &tls {
+            None => {
+                // Plaintext: the NodeServer serves the port itself.
+                drop(bound);
+                (opts.listen.port(), None, opts.listen.ip(), None)
+            }
+            Some(tls) => (
                 0,
-                opts.cookie,
-                opts.name.clone(),
-                opts.listen.ip().to_string(),
                 Some(IncomingEncryptionMode::Tls(tls.acceptor.clone())),
-                None,
-            )
-            .with_listen_addr(Ipv4Addr::LOCALHOST.into()),
+                Ipv4Addr::LOCALHOST.into(),
+                Some(bound),
+            ),
         };
+        let server = NodeServer::new(
+            server_port,
+            opts.cookie,
+            opts.name.clone(),
+            opts.listen.ip().to_string(),
+            encryption,
+            None,
+        )
+        .with_listen_addr(server_ip);
         let (server, server_task) = Actor::spawn(None, server, ())
             .await
             .map_err(|e| listen_err(&e))?;
         let mut tasks = Vec::new();
-        if let (Some(tls), Some(own_listener)) = (&tls, own_listener) {
+        if let Some((tls, own_listener)) = tls.as_ref().zip(own_listener) {
             // Queued behind the parked listener's own notice, so this one wins.
             server
                 .cast(NodeServerMessage::PortChanged { port })
