@@ -171,13 +171,11 @@ async fn a_silent_connection_is_dropped_at_the_handshake_deadline() {
     n1.extend(["--tls-handshake-timeout".into(), "300ms".into()]);
     c.start_node("n1", &["master"], &[], &strs(&n1));
     let addr = c.node_addrs["n1"];
-    let silent = loop {
-        // The node may still be starting.
-        match std::net::TcpStream::connect(addr) {
-            Ok(s) => break s,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
+    eventually(Duration::from_secs(20), "n1 listening", || async {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    let silent = std::net::TcpStream::connect(addr).unwrap();
     eventually(
         Duration::from_secs(20),
         "the silent handshake dropped",
