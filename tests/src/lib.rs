@@ -395,3 +395,13 @@ pub fn job_files(data_dir: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// The proptest settings every property test here uses: `cases` cases, and no failure files
+/// written next to the tests (a failure is reported with its shrunk input).
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..proptest::test_runner::Config::default()
+    }
+}

@@ -27,16 +27,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const LISTING_USERS: std::ops::RangeInclusive<i64> = 1..=4;
 const FILTER_USERS: std::ops::RangeInclusive<i64> = -1..=5;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 32,
-        // A failure is reported with its shrunk command list; nothing is written next to the
-        // test.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 // ---- commands and their strategies ----
 
 #[derive(Debug, Clone)]
@@ -467,7 +457,7 @@ async fn users_case(cmds: Vec<UserCmd>) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(troupe_tests::proptest_config(32))]
 
     #[test]
     fn listing_service_matches_its_model(cmds in listing_cmds()) {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use serde_json::Value;
 use troupe_tests::TestCluster;
 
@@ -258,11 +258,7 @@ fn hostile_requests_get_well_formed_refusals_and_change_nothing() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(150);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(troupe_tests::proptest_config(cases));
     let hostile = hostile_client();
     let result = runner.run(&request(), |r| {
         rt.block_on(async {

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{TestCaseError, TestRunner};
 use ractor::{Actor, ActorRef};
 use tokio::task::JoinHandle;
 use troupe_actors::scheduler::{
@@ -183,11 +183,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
 
 #[test]
 fn tasks_fire_at_their_start_in_paused_time_across_edits_and_restarts() {
-    let mut runner = TestRunner::new(Config {
-        cases: 48,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new(troupe_tests::proptest_config(48));
     let result = runner.run(&proptest::collection::vec(step(), 1..30), |steps| {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

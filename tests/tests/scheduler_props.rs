@@ -59,16 +59,6 @@ const WORKERS: [&str; 3] = ["alpha", "beta", "gamma"];
 const FILTER_WORKERS: [&str; 4] = ["alpha", "beta", "gamma", "nobody"];
 const PAYLOAD_KEYS: [&str; 4] = ["a", "b", "c", "d"];
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 32,
-        // A failure is reported with its shrunk command list; nothing is written next to the
-        // test.
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 // ---- commands and their strategies ----
 
 /// A start time relative to the scheduler's clock, resolved when the command runs.
@@ -1287,7 +1277,7 @@ async fn scheduler_case(short_deadline: bool, cmds: Vec<Cmd>) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(troupe_tests::proptest_config(32))]
 
     #[test]
     fn scheduler_matches_its_model(short_deadline in any::<bool>(), cmds in cmds()) {
