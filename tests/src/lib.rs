@@ -219,17 +219,10 @@ impl TestCluster {
         let proc = self.procs.get_mut(name).expect("known process");
         let mut child = proc.child.take().expect("process is running");
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if start.elapsed() > within {
-                let _ = child.kill();
-                panic!("{name} did not exit within {within:?} after {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut child, within).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("{name} did not exit within {within:?} after {signal}");
+        })
     }
 
     /// Signals without waiting; the process keeps draining in the background.
@@ -241,17 +234,8 @@ impl TestCluster {
     pub fn wait_exit(&mut self, name: &str, within: Duration) -> ExitStatus {
         let proc = self.procs.get_mut(name).expect("known process");
         let mut child = proc.child.take().expect("process is running");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < within,
-                "{name} did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(&mut child, within)
+            .unwrap_or_else(|| panic!("{name} did not exit within {within:?}"))
     }
 
     /// Starts a stopped process again with the same flags (same name, port and data dir).
@@ -359,6 +343,20 @@ impl Drop for TestCluster {
                 }
             }
         }
+    }
+}
+
+/// The exit status of `child` once it exits, or `None` if it is still running after `within`.
+pub fn wait_child(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if start.elapsed() >= within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -2,12 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
-use troupe_tests::{free_port, troupe_bin};
+use troupe_tests::{eventually, free_port, troupe_bin, wait_child};
 
 struct Up {
     child: std::process::Child,
@@ -19,14 +19,10 @@ impl Drop for Up {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
-            for _ in 0..500 {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if wait_child(&mut self.child, Duration::from_secs(10)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
             }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -58,30 +54,15 @@ fn start_up(data: &std::path::Path, http: u16) -> Up {
 
 fn interrupt_and_wait(up: &mut Up) -> std::process::ExitStatus {
     kill(Pid::from_raw(up.child.id() as i32), Signal::SIGINT).unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(status) = up.child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "troupe up did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_child(&mut up.child, Duration::from_secs(60)).expect("troupe up did not stop")
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never ready");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let url = format!("{base}/readyz");
+    eventually(Duration::from_secs(60), "ready", || async {
+        matches!(client.get(&url).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,25 +99,21 @@ async fn up_runs_a_cluster_stops_on_ctrl_c_and_finds_its_data_again() {
         done.push(r.json::<serde_json::Value>().await.unwrap());
     }
     // Readiness needs one worker; the second may still be joining.
-    let start = Instant::now();
-    let cluster = loop {
-        let cluster: serde_json::Value = client
+    let get_cluster = || async {
+        client
             .get(format!("{base}/cluster"))
             .send()
             .await
             .unwrap()
-            .json()
+            .json::<serde_json::Value>()
             .await
-            .unwrap();
-        if cluster["workers"].as_array().unwrap().len() == 2 {
-            break cluster;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "workers: {cluster}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
+            .unwrap()
     };
+    eventually(Duration::from_secs(30), "both workers joined", || async {
+        get_cluster().await["workers"].as_array().unwrap().len() == 2
+    })
+    .await;
+    let cluster = get_cluster().await;
     let workers: Vec<(&str, &str)> = cluster["workers"]
         .as_array()
         .unwrap()
