@@ -367,10 +367,23 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_some(within, what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `check` until it gives a value, failing the test after `within`.
+pub async fn eventually_some<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let start = Instant::now();
     loop {
-        if check().await {
-            return;
+        if let Some(found) = check().await {
+            return found;
         }
         assert!(start.elapsed() < within, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -1,10 +1,10 @@
 //! Events with geolocation (seed 001) against the stand-in geolocation API, with real
 //! processes. Politeness is checked by counting at the stub (`/stats`), never by timing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use troupe_tests::{free_port, troupe_bin, TestCluster};
+use troupe_tests::{eventually_some, free_port, troupe_bin, TestCluster};
 
 /// A `troupe geoip-stub` for one test, stopped on drop.
 struct Stub {
@@ -30,17 +30,12 @@ impl Stub {
 
     async fn stats(&self) -> Value {
         let client = reqwest::Client::new();
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = client.get(format!("{}/stats", self.url)).send().await {
-                return r.json().await.unwrap();
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "stub never answered"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let url = format!("{}/stats", self.url);
+        let answered = eventually_some(Duration::from_secs(10), "the stub's stats", || async {
+            client.get(&url).send().await.ok()
+        })
+        .await;
+        answered.json().await.unwrap()
     }
 }
 
@@ -75,17 +70,14 @@ async fn submit(c: &TestCluster, ip: &str, body: Value) -> (u16, Value) {
 async fn wait_settled(c: &TestCluster, ids: &[String], within: Duration) -> Vec<Value> {
     let mut settled = Vec::new();
     for id in ids {
-        let start = Instant::now();
-        loop {
+        let url = format!("/event/{id}");
+        let event = eventually_some(within, &format!("event {id} settled"), || async {
             // A 503 while a restarted node rejoins is an answer to retry, not a settled event.
-            let (s, b) = c.get_json(&format!("/event/{id}")).await;
-            if s == 200 && b["data"]["geo_status"] != "pending" {
-                settled.push(b["data"].clone());
-                break;
-            }
-            assert!(start.elapsed() < within, "event {id} still pending: {b}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+            let (s, b) = c.get_json(&url).await;
+            (s == 200 && b["data"]["geo_status"] != "pending").then(|| b["data"].clone())
+        })
+        .await;
+        settled.push(event);
     }
     settled
 }

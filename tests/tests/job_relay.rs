@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::json;
-use troupe_tests::{eventually, job_files, TestCluster};
+use troupe_tests::{eventually, eventually_some, job_files, TestCluster};
 
 const JOB_GROUPS: &[&str] = &["troupe.master", "troupe.worker"];
 
@@ -126,22 +126,20 @@ async fn jobs_wait_durably_for_a_worker() {
     c.start_edge(&[]);
     // No worker yet: the cluster is not ready, but jobs are accepted and kept.
     // The edge may still be dialing the master: retry until the job is accepted.
-    let start = Instant::now();
-    let accepted = loop {
+    let accepted = eventually_some(Duration::from_secs(30), "the job accepted", || async {
         let sent = c
             .client
             .post(c.url("/jobs"))
             .json(&json!({"text": "patience"}))
             .send()
-            .await;
-        if let Ok(r) = sent {
-            if r.status() == 202 {
-                break r.json::<serde_json::Value>().await.unwrap();
-            }
+            .await
+            .ok()?;
+        if sent.status() != 202 {
+            return None;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "never accepted");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+        Some(sent.json::<serde_json::Value>().await.unwrap())
+    })
+    .await;
     let id = accepted["job_id"].as_str().unwrap().to_string();
     let (s, ready) = c.get_json("/readyz").await;
     assert_eq!(s, 503, "{ready}");
@@ -331,23 +329,7 @@ async fn a_draining_edge_finishes_in_flight_requests_and_refuses_new_ones() {
     // Accepted while no worker exists, so the waiting request stays in flight.
     let client = c.client.clone();
     let url = c.url("/jobs?wait=true");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(c.url("/cluster")).send().await {
-            let v: serde_json::Value = r.json().await.unwrap();
-            if v["groups"]["troupe.master"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                break;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "master never visible"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    c.wait_groups(&["troupe.master"]).await;
     let in_flight = tokio::spawn(async move {
         let r = client
             .post(url)

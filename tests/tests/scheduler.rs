@@ -3,10 +3,10 @@
 //! once, a missing worker fails the task by name, and the API answers the brief's examples
 //! and refuses what it must.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use troupe_tests::{eventually, TestCluster};
+use troupe_tests::{eventually, eventually_some, TestCluster};
 
 const GROUPS: &[&str] = &["troupe.scheduler", "troupe.master", "troupe.worker"];
 
@@ -39,15 +39,12 @@ async fn create(c: &TestCluster, body: Value) -> Value {
 }
 
 async fn wait_status(c: &TestCluster, id: &str, status: &str, within: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let (_, t) = c.get_json(&format!("/api/tasks/{id}")).await;
-        if t["status"] == status {
-            return t;
-        }
-        assert!(start.elapsed() < within, "task {id} never {status}: {t}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let url = format!("/api/tasks/{id}");
+    eventually_some(within, &format!("task {id} {status}"), || async {
+        let (_, t) = c.get_json(&url).await;
+        (t["status"] == status).then_some(t)
+    })
+    .await
 }
 
 fn runs_of(c: &TestCluster, nodes: &[&str], id: &str) -> usize {
