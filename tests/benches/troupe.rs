@@ -15,6 +15,10 @@
 //! - the ractor RPC floor (an echo actor, locally and over ractor_cluster to another process),
 //!   which bounds every cross-node call.
 //!
+//! Last, on a cluster of its own whose geolocation stand-in stalls 10% of its calls, events
+//! arrive at a fixed 200/s (open loop, see `paced.rs`), and the run checks the stand-in's view
+//! of our politeness and that every event ends located or failed.
+//!
 //! It also reports each process's resident memory when idle and its peak under each scenario,
 //! and whether the project's targets are met. It prints figures; it passes or fails nothing.
 //!
@@ -33,6 +37,8 @@ mod echo;
 mod http;
 #[path = "troupe/load.rs"]
 mod load;
+#[path = "troupe/paced.rs"]
+mod paced;
 #[path = "troupe/procs.rs"]
 mod procs;
 #[path = "troupe/report.rs"]
@@ -44,6 +50,7 @@ mod targets;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use serde_json::json;
@@ -62,6 +69,7 @@ pub const USERS_POST: &str = "POST /public-api/users";
 pub const LISTINGS_POST: &str = "POST /public-api/listings";
 pub const JOBS: &str = "POST /jobs?wait=true";
 pub const EVENTS: &str = "POST /event/submit/";
+pub const EVENTS_PACED: &str = "POST /event/submit/ at 200/s, API stalling 10% of calls";
 pub const SEARCH: &str = "POST /api/v1/json search";
 pub const TASKS_POST: &str = "POST /api/tasks";
 pub const TASKS_GET: &str = "GET /api/tasks?page_size=10";
@@ -115,7 +123,17 @@ async fn run(opts: &Options) -> Result<(), String> {
     } else if opts.selects(REDB) || opts.selects(STORE) {
         durable_write_rows(opts, &mut report).await?;
     }
+    if opts.selects(EVENTS_PACED) {
+        let path = match bin.take() {
+            Some(path) => path,
+            None => cluster::troupe_bin()?,
+        };
+        paced_events(opts, &path, &mut report).await?;
+        bin = Some(path);
+    }
     report.targets = targets::evaluate(&report, conns);
+    let checked = std::mem::take(&mut report.checks);
+    report.targets.extend(checked);
     report.print();
     if let Some(path) = &opts.json {
         report.write_json(path, context(opts, bin.as_deref()))?;
@@ -143,7 +161,7 @@ fn needs_cluster(opts: &Options) -> bool {
 
 async fn cluster_scenarios(opts: &Options, bin: &Path, report: &mut Report) -> Result<(), String> {
     eprintln!("starting the cluster ...");
-    let mut cluster = Cluster::start(bin, &opts.log).await?;
+    let mut cluster = Cluster::start(bin, &opts.log, &[]).await?;
     report.rows.push(Row {
         scenario: IDLE.into(),
         unit: "",
@@ -208,6 +226,29 @@ async fn cluster_scenarios(opts: &Options, bin: &Path, report: &mut Report) -> R
     for (name, build, baseline) in scenarios {
         cluster_http(opts, &mut cluster, report, name, build, baseline).await?;
     }
+    Ok(())
+}
+
+/// The geolocation issue's scenario, on a cluster of its own whose stand-in API stalls.
+async fn paced_events(opts: &Options, bin: &Path, report: &mut Report) -> Result<(), String> {
+    eprintln!("starting a cluster whose geolocation API stalls 10% of its calls ...");
+    let mut cluster = Cluster::start(bin, &opts.log, &paced::STUB_ARGS).await?;
+    let warmup = opts.timing().warmup;
+    let measure = match (opts.duration, opts.quick) {
+        (Some(secs), _) => Duration::from_secs_f64(secs.max(0.1)),
+        (None, true) => Duration::from_secs(5),
+        (None, false) => Duration::from_secs(30),
+    };
+    eprintln!("running {EVENTS_PACED} for {measure:?}, then waiting for every event to settle ...");
+    cluster.reset_rss_peaks();
+    let outcome = paced::run(&cluster, warmup, measure).await?;
+    cluster.check_alive()?;
+    eprintln!("geolocation API stats: {}", outcome.stub_stats);
+    let rss = cluster.rss_peaks();
+    report
+        .rows
+        .push(row(EVENTS_PACED, "req/s", &outcome.load, rss, None));
+    report.checks.extend(paced::targets(&outcome));
     Ok(())
 }
 

@@ -23,6 +23,8 @@ pub const MEASURED: [&str; 4] = ["n1", "n2", "n3", "edge"];
 
 pub struct Cluster {
     pub http: SocketAddr,
+    /// The geolocation stand-in.
+    geo: SocketAddr,
     pub client: reqwest::Client,
     // Field order matters: children are killed before their data dir is removed.
     children: Children,
@@ -31,8 +33,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts every process and waits until the cluster is ready (every service group has a
-    /// member and both workers have joined).
-    pub async fn start(bin: &Path, log_level: &str) -> Result<Self, String> {
+    /// member and both workers have joined). `stub_args` go to the geolocation stand-in.
+    pub async fn start(bin: &Path, log_level: &str, stub_args: &[&str]) -> Result<Self, String> {
         let dir = TempDir::new("troupe-bench-")?;
         let cookie = format!("bench-{}-{}", std::process::id(), free_port());
         let mut children = Children::default();
@@ -43,10 +45,10 @@ impl Cluster {
             log_level,
         };
         let geo = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        children.spawn(
-            "geoip-stub",
-            launch.command("geoip-stub", &["geoip-stub", "--http", &geo.to_string()])?,
-        )?;
+        let geo_s = geo.to_string();
+        let mut stub = vec!["geoip-stub", "--http", &geo_s];
+        stub.extend(stub_args);
+        children.spawn("geoip-stub", launch.command("geoip-stub", &stub)?)?;
         let mut seeds: Vec<String> = Vec::new();
         for (name, roles, workers) in NODES {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port())).to_string();
@@ -100,6 +102,7 @@ impl Cluster {
         children.spawn("edge", launch.command("edge", &args)?)?;
         let cluster = Self {
             http,
+            geo,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -113,6 +116,14 @@ impl Cluster {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// The stand-in's `/stats`: calls received, refused, and the most in any one second.
+    pub async fn stub_stats(&self, client: &reqwest::Client) -> Result<serde_json::Value, String> {
+        let url = format!("http://{}/stats", self.geo);
+        let reply = client.get(&url).send().await;
+        let reply = reply.map_err(|e| format!("GET {url}: {e}"))?;
+        reply.json().await.map_err(|e| format!("GET {url}: {e}"))
     }
 
     /// Pids of the measured troupe processes.

@@ -51,6 +51,11 @@ pub async fn run(timing: Timing, clients: Arc<Vec<Client>>, build: BuildRequest)
 
 /// Sends and reads the whole body; non-2xx is an error carrying status and body.
 async fn send(request: RequestBuilder) -> Outcome {
+    send_for_body(request).await.map(drop)
+}
+
+/// As [`send`], keeping the body of a success; an error starts with the status code.
+pub async fn send_for_body(request: RequestBuilder) -> Result<axum::body::Bytes, String> {
     let response = request
         .send()
         .await
@@ -61,7 +66,7 @@ async fn send(request: RequestBuilder) -> Outcome {
         .await
         .map_err(|e| format!("reading the body: {e}"))?;
     if status.is_success() {
-        Ok(())
+        Ok(body)
     } else {
         let shown = &body[..body.len().min(200)];
         Err(format!("{status}: {}", String::from_utf8_lossy(shown)))

@@ -60,13 +60,7 @@ where
     for l in loops {
         total.merge(l.await.expect("load loop panicked"));
     }
-    LoadResult {
-        ok: total.ok,
-        errors: total.errors,
-        first_error: total.first_error,
-        latency_us: total.latency_us,
-        measured: timing.measure,
-    }
+    total.into_result(timing.measure)
 }
 
 #[derive(Clone, Copy)]
@@ -96,7 +90,8 @@ where
     }
 }
 
-struct Tally {
+/// Operations counted so far: successes with their latencies, failures with the first reason.
+pub struct Tally {
     ok: u64,
     errors: u64,
     first_error: Option<String>,
@@ -104,7 +99,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self {
             ok: 0,
             errors: 0,
@@ -114,7 +109,7 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, outcome: Outcome, took: Duration) {
+    pub fn record(&mut self, outcome: Outcome, took: Duration) {
         match outcome {
             Ok(()) => {
                 self.ok += 1;
@@ -125,6 +120,17 @@ impl Tally {
                 self.errors += 1;
                 self.first_error.get_or_insert(e);
             }
+        }
+    }
+
+    /// The figures of a run whose counted operations spanned `measured`.
+    pub fn into_result(self, measured: Duration) -> LoadResult {
+        LoadResult {
+            ok: self.ok,
+            errors: self.errors,
+            first_error: self.first_error,
+            latency_us: self.latency_us,
+            measured,
         }
     }
 

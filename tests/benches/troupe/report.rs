@@ -53,6 +53,8 @@ pub struct Target {
 pub struct Report {
     pub rows: Vec<Row>,
     pub targets: Vec<Target>,
+    /// Targets a scenario checked itself, from figures that are not in its row.
+    pub checks: Vec<Target>,
 }
 
 impl Report {
