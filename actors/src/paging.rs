@@ -75,6 +75,10 @@ pub fn newest_ids(
     prefix: &[u8],
     page: Page,
 ) -> Result<Vec<u64>, StoreError> {
+    // A page far past the end would otherwise walk the whole index to find nothing.
+    if prefix.is_empty() && page.offset() >= store.len(index)? {
+        return Ok(Vec::new());
+    }
     let (start, end) = key::prefix_range(prefix);
     let upper = match &end {
         Some(e) => Bound::Excluded(e.as_slice()),

@@ -4,7 +4,8 @@
 //! Safe only because a user never changes once created and its id is never reused: the user
 //! service (seed 002) has no update or delete, and ids come from a durable counter. Only users
 //! that exist are kept; an unknown id always asks the actor, so a user created a moment ago is
-//! found. If users ever become mutable, this cache must go (or learn invalidation). The cache
+//! found. The user service's own `GET /users/{id}` never reads it: that answer comes from the
+//! service, which also makes it a 503 while the service is down. If users ever become mutable, this cache must go (or learn invalidation). The cache
 //! outlives nothing but the edge process: a user store wiped or restored from an older backup
 //! while an edge keeps running would reuse ids the edge still holds, so restart the edges then.
 

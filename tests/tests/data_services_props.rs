@@ -320,7 +320,11 @@ async fn check_all_users(actor: &ActorRef<UserMsg>, model: &[User]) -> Result<()
     let read = walk_pages(100, expected.len(), |p| list_users(actor, p)).await?;
     prop_assert_eq!(read, expected);
     for user in model {
-        let found = ask(actor, |r| UserMsg::Get(user.id, r)).await?.0;
+        let found = ask(actor, |r| UserMsg::Get(user.id, r))
+            .await?
+            .0
+            .ok()
+            .flatten();
         prop_assert_eq!(found.as_ref(), Some(user));
     }
     Ok(())
@@ -415,6 +419,7 @@ async fn users_case(cmds: Vec<UserCmd>) -> Result<(), TestCaseError> {
             }
             UserCmd::Get(id) => {
                 let found = ask(&actor, |r| UserMsg::Get(id, r)).await?.0;
+                let found = found.map_err(|e| TestCaseError::fail(format!("get failed: {e}")))?;
                 prop_assert_eq!(found.as_ref(), model.iter().find(|u| u.id == id));
             }
             UserCmd::GetMany(mut ids) => {
@@ -423,7 +428,8 @@ async fn users_case(cmds: Vec<UserCmd>) -> Result<(), TestCaseError> {
                 ids.retain(|id| seen.insert(*id));
                 let mut found = ask(&actor, |r| UserMsg::GetMany(UserIds(ids.clone()), r))
                     .await?
-                    .0;
+                    .0
+                    .map_err(|e| TestCaseError::fail(format!("get many failed: {e}")))?;
                 found.sort_by_key(|u| u.id);
                 let mut expected: Vec<User> = model
                     .iter()

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use troupe_tests::TestCluster;
 
@@ -251,6 +252,22 @@ async fn bad_input_is_refused_with_errors_that_name_the_field() {
         .await;
     assert_eq!(s, 400);
     assert_eq!(errors(&b), vec!["user_id 99 does not exist"]);
+    // Every mistake in one answer, the rules' and the missing user's.
+    let (s, b) = c
+        .post_json(
+            "/public-api/listings",
+            json!({"user_id": 99, "listing_type": "x", "price": 0}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        errors(&b),
+        vec![
+            "listing_type must be rent or sale, not \"x\"",
+            "price must be greater than 0",
+            "user_id 99 does not exist"
+        ]
+    );
     let (s, b) = c
         .post_json(
             "/public-api/listings",
@@ -271,6 +288,16 @@ async fn bad_input_is_refused_with_errors_that_name_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+    // The media type must be JSON, not merely begin like it.
+    let r = c
+        .client
+        .post(c.url("/public-api/users"))
+        .header("content-type", "application/jsonx")
+        .body(r#"{"name": "x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
     let r = c
         .client
         .post(c.url("/public-api/users"))
@@ -284,6 +311,35 @@ async fn bad_input_is_refused_with_errors_that_name_the_field() {
     assert_eq!(b["result"], false);
     let (s, b) = c.get_json("/public-api/listings?page_size=500").await;
     assert!(s == 400 && has(&b, "page_size"), "{b}");
+    // A form is read strictly: no silent pick between repeats, no replacement characters.
+    for (body, message) in [
+        (
+            "user_id=1&user_id=2&listing_type=rent&price=5",
+            "user_id is given more than once",
+        ),
+        ("name=%FF%FE", "name is not valid UTF-8"),
+    ] {
+        let path = if body.starts_with("name") {
+            "/users"
+        } else {
+            "/listings"
+        };
+        let r = c
+            .client
+            .post(internal(&c, path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        // `result` leads, as in the brief's bodies.
+        let text = r.text().await.unwrap();
+        assert_eq!(
+            text,
+            format!(r#"{{"result":false,"errors":["{message}"]}}"#)
+        );
+    }
     // Nothing above was stored.
     let (_, all) = get(&c, internal(&c, "/listings")).await;
     assert_eq!(all["listings"], json!([]));
@@ -312,6 +368,10 @@ async fn a_killed_service_node_is_a_503_and_comes_back_with_every_listing() {
     let (_, before) = c.get_json("/public-api/listings").await;
     assert_eq!(before["listings"].as_array().unwrap().len(), 6);
 
+    let (_, listings_before) = get(&c, internal(&c, "/listings?page_size=100")).await;
+    let (_, users_before) = get(&c, internal(&c, "/users?page_size=100")).await;
+    assert_eq!(users_before["users"].as_array().unwrap().len(), 2);
+
     c.kill("n1");
     let start = Instant::now();
     let (s, b) = c.get_json("/public-api/listings").await;
@@ -323,15 +383,63 @@ async fn a_killed_service_node_is_a_503_and_comes_back_with_every_listing() {
         "503 took {:?}",
         start.elapsed()
     );
+    // The user service's own API answers for its data: down means 503, even for a user the
+    // edge has seen.
+    let (s, b) = get(&c, internal(&c, "/users/1")).await;
+    assert_eq!(s, 503, "{b}");
 
     c.restart("n1");
     c.wait_groups(DATA_GROUPS).await;
     let (s, after) = c.get_json("/public-api/listings").await;
     assert_eq!(s, 200);
     assert_eq!(after, before);
+    // Read from the restarted stores themselves, not through the edge's cache of users.
+    let (_, listings_after) = get(&c, internal(&c, "/listings?page_size=100")).await;
+    let (_, users_after) = get(&c, internal(&c, "/users?page_size=100")).await;
+    assert_eq!(listings_after, listings_before);
+    assert_eq!(users_after, users_before);
     // Ids continue after the restart; none is reused.
     let (_, b) = c
         .post_json("/public-api/users", json!({"name": "Cy"}))
         .await;
     assert_eq!(b["user"]["id"], 3);
+    let (_, b) = c
+        .post_json(
+            "/public-api/listings",
+            json!({"user_id": 3, "listing_type": "sale", "price": 9}),
+        )
+        .await;
+    assert_eq!(b["listing"]["id"], 7, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_service_node_is_a_503_within_the_call_timeout() {
+    let c = data_cluster(&["--call-timeout", "1s"]).await;
+    let (s, _) = c
+        .post_json("/public-api/users", json!({"name": "Ana"}))
+        .await;
+    assert_eq!(s, 200);
+    // A stopped process keeps its TCP connections open: only the call's deadline notices.
+    c.send_signal("n1", Signal::SIGSTOP);
+    let start = Instant::now();
+    let (s, b) = get(&c, internal(&c, "/users?page_size=5")).await;
+    let took = start.elapsed();
+    c.send_signal("n1", Signal::SIGCONT);
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(b["result"], false);
+    assert!(
+        b["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("user service unavailable"),
+        "{b}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "answered before the deadline: {took:?}"
+    );
+    assert!(took < Duration::from_secs(4), "503 took {took:?}");
+    // Back from the stop, it answers again.
+    let (s, b) = get(&c, internal(&c, "/users/1")).await;
+    assert_eq!((s, b["user"]["name"].clone()), (200, json!("Ana")));
 }

@@ -26,10 +26,10 @@ pub struct NewUser {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserCreated(pub Result<User, ServiceError>);
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserLookup(pub Option<User>);
+pub struct UserLookup(pub Result<Option<User>, ServiceError>);
 /// Users found for a set of ids (missing ids are simply absent).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserSet(pub Vec<User>);
+pub struct UserSet(pub Result<Vec<User>, ServiceError>);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserIds(pub Vec<u64>);
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -77,18 +77,19 @@ impl Actor for UserActor {
         let _busy = LOAD.busy();
         match msg {
             UserMsg::Create(new, reply) => create(state, new, reply),
+            // A storage error is the caller's 500, not a reason to restart the actor.
             UserMsg::Get(id, reply) => {
-                let found = load_many(&state.store, &[id])?.pop();
-                let _ = reply.send(UserLookup(found));
+                let found = load_many(&state.store, &[id]).map(|mut users| users.pop());
+                let _ = reply.send(UserLookup(found.map_err(storage)));
             }
             UserMsg::GetMany(ids, reply) => {
-                let _ = reply.send(UserSet(load_many(&state.store, &ids.0)?));
+                let found = load_many(&state.store, &ids.0);
+                let _ = reply.send(UserSet(found.map_err(storage)));
             }
             UserMsg::List(page, reply) => {
                 let users = paging::newest_ids(&state.store, BY_CREATED, &[], page)
-                    .and_then(|ids| load_many(&state.store, &ids))
-                    .map_err(|e| ServiceError::Storage(e.to_string()));
-                let _ = reply.send(UserPage(users));
+                    .and_then(|ids| load_many(&state.store, &ids));
+                let _ = reply.send(UserPage(users.map_err(storage)));
             }
         }
         Ok(())
@@ -129,6 +130,10 @@ fn create(state: &mut UserState, new: NewUser, reply: RpcReplyPort<UserCreated>)
             .map_err(|e| ServiceError::Storage(e.to_string()));
         let _ = reply.send(UserCreated(answer));
     });
+}
+
+fn storage(e: StoreError) -> ServiceError {
+    ServiceError::Storage(e.to_string())
 }
 
 fn load_many(store: &Store, ids: &[u64]) -> Result<Vec<User>, StoreError> {

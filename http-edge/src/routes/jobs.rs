@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,6 +18,8 @@ use troupe_actors::master::{JobStatus, JobView, MasterMsg, NewJob};
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::form;
+use super::json_body::media_type;
 use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
@@ -145,14 +147,10 @@ fn parse_submission(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Submission, JobsError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = media_type(headers);
     let mut text = None;
     let mut wait = None;
-    if content_type.starts_with("application/json") {
+    if content_type == "application/json" {
         let value: Value = serde_json::from_slice(body).map_err(|e| JobsError::BadInput {
             field: "body",
             message: format!("body is not valid JSON: {e}"),
@@ -184,12 +182,11 @@ fn parse_submission(
                 })
             }
         }
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        let form: HashMap<String, String> =
-            serde_urlencoded_pairs(body).map_err(|message| JobsError::BadInput {
-                field: "body",
-                message,
-            })?;
+    } else if content_type == "application/x-www-form-urlencoded" {
+        let form = form::pairs(body).map_err(|message| JobsError::BadInput {
+            field: "body",
+            message,
+        })?;
         text = form.get("text").cloned();
         if let Some(w) = form.get("wait") {
             wait = Some(parse_bool("wait", w)?);
@@ -235,10 +232,6 @@ fn parse_bool(field: &'static str, s: &str) -> Result<bool, JobsError> {
             message: format!("{field} must be true or false, not {s:?}"),
         }),
     }
-}
-
-fn serde_urlencoded_pairs(body: &Bytes) -> Result<HashMap<String, String>, String> {
-    serde_urlencoded::from_bytes(body).map_err(|e| format!("body is not a valid form: {e}"))
 }
 
 async fn job(
@@ -357,6 +350,7 @@ pub fn docs() -> Vec<RouteDoc> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header;
 
     fn headers(ct: &str) -> HeaderMap {
         let mut h = HeaderMap::new();

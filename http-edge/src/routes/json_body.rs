@@ -23,19 +23,28 @@ impl JsonBodyError {
     }
 }
 
-/// Checks the Content-Type only.
-pub fn require_json(headers: &HeaderMap) -> Result<(), JsonBodyError> {
-    let content_type = headers
+/// The declared media type, lowercased and without parameters (`charset=...`); empty when
+/// there is no Content-Type. `application/jsonx` is not `application/json`.
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
         .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+}
+
+/// Checks the Content-Type only.
+pub fn require_json(headers: &HeaderMap) -> Result<(), JsonBodyError> {
+    if media_type(headers) == "application/json" {
         Ok(())
     } else {
-        Err(JsonBodyError::WrongContentType(content_type.to_string()))
+        let declared = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        Err(JsonBodyError::WrongContentType(declared.to_string()))
     }
 }
 

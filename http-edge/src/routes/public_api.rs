@@ -149,16 +149,24 @@ async fn create_listing(
         listing_type: string_field(&map, "listing_type", &mut errors),
         price: int_field(&map, "price", &mut errors),
     };
-    if !errors.is_empty() {
-        return Err(ResultError::bad_request(errors));
+    // Every mistake in one answer: the service's rules for the fields that parsed (a field of
+    // the wrong type already has its message), then whether the user exists.
+    if let Err(rules) = troupe_actors::listing::validate(&new) {
+        let mistyped: Vec<String> = errors.clone();
+        let names_a_mistyped_field = |rule: &String| {
+            let field = rule.split(' ').next().unwrap_or_default();
+            mistyped.iter().any(|m| m.split(' ').next() == Some(field))
+        };
+        errors.extend(rules.into_iter().filter(|r| !names_a_mistyped_field(r)));
     }
     // The public layer guards what the listing service does not: the user must exist.
     if let Some(user_id) = new.user_id.filter(|id| *id >= 1) {
         if users::find(&state, user_id as u64).await?.is_none() {
-            return Err(ResultError::bad_request(vec![format!(
-                "user_id {user_id} does not exist"
-            )]));
+            errors.push(format!("user_id {user_id} does not exist"));
         }
+    }
+    if !errors.is_empty() {
+        return Err(ResultError::bad_request(errors));
     }
     let listing = listings::store(&state, new).await?;
     Ok(Json(CreatedListing { listing }))

@@ -5,7 +5,7 @@ use axum::extract::OriginalUri;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 use troupe_actors::rpc::CallError;
 use troupe_actors::service_error::ServiceError;
 
@@ -45,13 +45,20 @@ impl ResultError {
     }
 }
 
+/// A struct, not `json!`, so that `result` comes first as in the brief's bodies.
+#[derive(Serialize)]
+struct ErrorBody {
+    result: bool,
+    errors: Vec<String>,
+}
+
 impl IntoResponse for ResultError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"result": false, "errors": self.errors})),
-        )
-            .into_response()
+        let body = ErrorBody {
+            result: false,
+            errors: self.errors,
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

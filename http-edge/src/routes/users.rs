@@ -57,9 +57,15 @@ pub async fn store(state: &AppState, new: NewUser) -> Result<User, ResultError> 
 
 /// One user, from the edge's cache of users (see `crate::user_cache`) or the user actor.
 pub async fn find(state: &AppState, id: u64) -> Result<Option<User>, ResultError> {
-    if let Some(user) = state.user_cache.get(id) {
-        return Ok(Some(user));
+    match state.user_cache.get(id) {
+        Some(user) => Ok(Some(user)),
+        None => ask_user_service(state, id).await,
     }
+}
+
+/// One user from the user actor itself, never the cache: the user service's own API answers
+/// for its data, and says so when it is down.
+async fn ask_user_service(state: &AppState, id: u64) -> Result<Option<User>, ResultError> {
     let found = rpc::call(
         groups::USER,
         |r| UserMsg::Get(id, r),
@@ -67,7 +73,8 @@ pub async fn find(state: &AppState, id: u64) -> Result<Option<User>, ResultError
     )
     .await
     .map_err(unavailable)?
-    .0;
+    .0
+    .map_err(ResultError::from_service)?;
     if let Some(user) = &found {
         state.user_cache.insert(std::slice::from_ref(user));
     }
@@ -87,7 +94,8 @@ pub async fn find_many(state: &AppState, ids: Vec<u64>) -> Result<Vec<User>, Res
     )
     .await
     .map_err(unavailable)?
-    .0;
+    .0
+    .map_err(ResultError::from_service)?;
     state.user_cache.insert(&fetched);
     found.extend(fetched);
     Ok(found)
@@ -124,7 +132,7 @@ async fn one(
     let parsed: u64 = id.parse().map_err(|_| {
         ResultError::bad_request(vec![format!("id must be a positive integer, not {id:?}")])
     })?;
-    match find(&state, parsed).await? {
+    match ask_user_service(&state, parsed).await? {
         Some(user) => Ok(Json(UserBody { result: true, user })),
         None => Err(ResultError::one(
             StatusCode::NOT_FOUND,
