@@ -33,6 +33,15 @@ pub fn from_json(obj: &Map<String, Value>) -> Result<Question, ParseError> {
         Some(Value::String(a)) => a.as_str(),
         Some(_) => return Err(bad("\"action\" must be a string")),
     };
+    if let Some(keys) = keys_of(action) {
+        if let Some(unknown) = obj.keys().find(|k| !keys.contains(&k.as_str())) {
+            // A misspelt key would otherwise be ignored and answer a different question.
+            return Err(bad(format!(
+                "unknown key {unknown:?} for action {action:?}; its keys are {}",
+                keys.join(", ")
+            )));
+        }
+    }
     match action {
         "search" => {
             let term = string(obj, "term")?
@@ -64,6 +73,24 @@ pub fn from_json(obj: &Map<String, Value>) -> Result<Question, ParseError> {
         other => Err(ParseError::UnknownAction(format!(
             "unknown action {other:?}; the actions are search, all and list"
         ))),
+    }
+}
+
+/// The keys each action takes (`None` for an action the API does not implement).
+fn keys_of(action: &str) -> Option<&'static [&'static str]> {
+    match action {
+        "search" => Some(&[
+            "action",
+            "term",
+            "nresults",
+            "n_before",
+            "n_after",
+            "dictionary",
+            "regex",
+        ]),
+        "all" => Some(&["action", "dictionary"]),
+        "list" => Some(&["action", "folder", "pattern"]),
+        _ => None,
     }
 }
 
@@ -140,6 +167,12 @@ mod tests {
                 "n_before",
             ),
             (r#"{"action":"list"}"#, "folder"),
+            (
+                r#"{"action":"search","term":"x","dictonary":"d"}"#,
+                "dictonary",
+            ),
+            (r#"{"action":"list","folder":".","patern":"*"}"#, "patern"),
+            (r#"{"action":"all","term":"x"}"#, "term"),
         ] {
             match parse(body) {
                 Err(ParseError::Invalid(m)) => assert!(m.contains(key), "{body}: {m}"),

@@ -47,15 +47,22 @@ pub async fn answer(
                     "n_before and n_after must be at most {MAX_CONTEXT}"
                 )));
             }
-            let file = dictionary_file(cfg, dictionary.as_deref())?;
-            search(&file, term, *nresults, *n_before, *n_after, *regex, cfg).await
+            let name = dictionary.as_deref().unwrap_or(DEFAULT_DICTIONARY);
+            let file = confine::dictionary(&cfg.dictionaries, name)?;
+            let out = search(&file, term, *nresults, *n_before, *n_after, *regex, cfg).await?;
+            match out.code {
+                Some(0) => Ok(entries(&out.stdout, *n_before, *n_after)),
+                Some(1) => Ok(Vec::new()),
+                _ => Err(grep_failure(&out.stderr, *regex, &file, name)),
+            }
         }
         Question::All { dictionary } => {
-            let file = dictionary_file(cfg, dictionary.as_deref())?;
-            let out = run("grep", grep_args(&["-e", ""], &file), cfg).await?;
+            let name = dictionary.as_deref().unwrap_or(DEFAULT_DICTIONARY);
+            let file = confine::dictionary(&cfg.dictionaries, name)?;
+            let out = run("grep", grep_args(&["-a", "-e", ""], &file), cfg).await?;
             match out.code {
                 Some(0) | Some(1) => Ok(lines(&out.stdout)),
-                _ => Err(grep_failure(&out.stderr, false)),
+                _ => Err(grep_failure(&out.stderr, false, &file, name)),
             }
         }
         Question::List { folder, pattern } => {
@@ -72,10 +79,10 @@ pub async fn answer(
                     "{folder:?} exists but is not a folder that can be listed"
                 )));
             }
-            let args: Vec<OsString> = vec!["-1".into(), "--".into(), dir.into_os_string()];
+            let args: Vec<OsString> = vec!["-1".into(), "--".into(), dir.clone().into_os_string()];
             let out = run("ls", args, cfg).await?;
             if out.code != Some(0) {
-                return Err(ls_failure(&out.stderr));
+                return Err(ls_failure(&out.stderr, &dir, folder));
             }
             Ok(lines(&out.stdout)
                 .into_iter()
@@ -83,13 +90,6 @@ pub async fn answer(
                 .collect())
         }
     }
-}
-
-fn dictionary_file(
-    cfg: &QuestionConfig,
-    name: Option<&str>,
-) -> Result<std::path::PathBuf, QuestionError> {
-    confine::dictionary(&cfg.dictionaries, name.unwrap_or(DEFAULT_DICTIONARY))
 }
 
 fn grep_args(options: &[&str], file: &Path) -> Vec<OsString> {
@@ -107,10 +107,13 @@ async fn search(
     after: u32,
     regex: bool,
     cfg: &QuestionConfig,
-) -> Result<Vec<String>, QuestionError> {
+) -> Result<Output, QuestionError> {
     // Line numbers (`N:` for a match, `N-` for context) let overlapping contexts be split back
     // into one entry per match.
+    // `-a`: a dictionary with a NUL byte or bytes that are not UTF-8 is still text to search;
+    // without it grep answers "binary file matches" on stderr and no lines, with success.
     let mut args: Vec<OsString> = vec![
+        "-a".into(),
         "-n".into(),
         if regex { "-E" } else { "-F" }.into(),
         "-B".into(),
@@ -125,12 +128,7 @@ async fn search(
     args.push("--".into());
     args.push(term.into());
     args.push(file.as_os_str().to_owned());
-    let out = run("grep", args, cfg).await?;
-    match out.code {
-        Some(0) => Ok(entries(&out.stdout, before, after)),
-        Some(1) => Ok(Vec::new()),
-        _ => Err(grep_failure(&out.stderr, regex)),
-    }
+    run("grep", args, cfg).await
 }
 
 /// Splits `grep -n` output with context into one entry per match.
@@ -173,8 +171,8 @@ fn lines(stdout: &[u8]) -> Vec<String> {
 /// is about the pattern: grep writes `grep: <file>: <why>` about files and `grep: <why>` about
 /// the expression ("Trailing backslash", "Regular expression too big", "character class syntax
 /// is [[:space:]], not [:space:]", ...), which is the caller's mistake, not ours.
-fn grep_failure(stderr: &str, regex: bool) -> QuestionError {
-    let why = stderr.trim();
+fn grep_failure(stderr: &str, regex: bool, file: &Path, name: &str) -> QuestionError {
+    let why = &in_callers_terms(stderr, file, name);
     let about_the_pattern = regex
         && why
             .strip_prefix("grep: ")
@@ -194,8 +192,8 @@ fn grep_failure(stderr: &str, regex: bool) -> QuestionError {
     }
 }
 
-fn ls_failure(stderr: &str) -> QuestionError {
-    let why = stderr.trim();
+fn ls_failure(stderr: &str, dir: &Path, folder: &str) -> QuestionError {
+    let why = &in_callers_terms(stderr, dir, folder);
     if why.contains("Permission denied") {
         QuestionError::Forbidden(format!("the folder cannot be read: {why}"))
     } else if why.contains("No such file") {
@@ -203,6 +201,13 @@ fn ls_failure(stderr: &str) -> QuestionError {
     } else {
         QuestionError::Internal(format!("ls failed: {why}"))
     }
+}
+
+/// A diagnostic with the server's path replaced by the name the caller gave: the caller learns
+/// what went wrong without learning where the roots are on this machine.
+fn in_callers_terms(stderr: &str, path: &Path, name: &str) -> String {
+    let full = path.display().to_string();
+    stderr.trim().replace(&full, name)
 }
 
 struct Output {
@@ -455,12 +460,79 @@ mod tests {
         };
         let err = answer(&q, &cfg).await.unwrap_err();
         assert!(matches!(err, QuestionError::TimedOut(_)), "{err:?}");
+        // Killed, not left behind: no process still has the FIFO on its command line (the
+        // kill is sent on drop; give the kernel a moment to reap it).
+        let fifo_arg = fifo.display().to_string();
+        let mut left = processes_naming(&fifo_arg);
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = processes_naming(&fifo_arg);
+        }
+        assert!(left.is_empty(), "still running: {left:?}");
 
         let (_d, mut cfg) = setup(&"x".repeat(100_000));
         cfg.max_output = 1000;
         let q = Question::All { dictionary: None };
         let err = answer(&q, &cfg).await.unwrap_err();
         assert!(err.to_string().contains("over 1000 bytes"), "{err}");
+    }
+
+    /// Pids of live (not zombie) processes with `needle` among their arguments.
+    fn processes_naming(needle: &str) -> Vec<String> {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        procs
+            .flatten()
+            .filter_map(|p| {
+                let pid = p.file_name().into_string().ok()?;
+                pid.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+                let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+                let zombie = stat.rsplit(") ").next()?.starts_with('Z');
+                let named = cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg == needle.as_bytes());
+                (named && !zombie).then_some(pid)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn dictionaries_that_are_not_clean_utf8_are_still_searched() {
+        // A NUL byte makes grep call the file binary; a Latin-1 byte is not UTF-8.
+        let (_d, cfg) = setup("");
+        std::fs::write(
+            cfg.dictionaries.join("quotes.txt"),
+            b"hello one\nbin\x00ary one\ncaf\xe9 one\nlast\n",
+        )
+        .unwrap();
+        let got = answer(&search("one", 0, 0, 0), &cfg).await.unwrap();
+        assert_eq!(got, vec!["hello one", "bin\0ary one", "caf\u{fffd} one"]);
+        let all = answer(&Question::All { dictionary: None }, &cfg).await;
+        assert_eq!(all.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn errors_name_what_the_caller_asked_for_not_server_paths() {
+        let (_d, cfg) = setup(TEXT);
+        std::fs::create_dir_all(cfg.dictionaries.join("shelf")).unwrap();
+        let root = cfg.dictionaries.display().to_string();
+        let err = answer(
+            &Question::All {
+                dictionary: Some("shelf".into()),
+            },
+            &cfg,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, QuestionError::Forbidden(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(!message.contains(&root), "{message}");
+        assert!(message.contains("shelf"), "{message}");
     }
 
     #[tokio::test]

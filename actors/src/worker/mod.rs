@@ -183,7 +183,10 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
             }
         },
         Some("question") => {
-            match question::parse::from_json(payload.as_object().expect("has a key")) {
+            // The question is the payload without the key that says it is one.
+            let mut asked = payload.as_object().cloned().unwrap_or_default();
+            asked.remove("job");
+            match question::parse::from_json(&asked) {
                 Err(e) => Err(format!("not a question: {e}")),
                 Ok(q) => question::runner::answer(&q, &args.questions)
                     .await

@@ -117,16 +117,19 @@ async fn answer(
 ) -> Result<Vec<String>, QuestionApiError> {
     json_body::require_json(headers)
         .map_err(|e| QuestionApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.message()))?;
-    let body =
-        body.map_err(|e| QuestionApiError::new(e.status(), format!("cannot read the body: {e}")))?;
-    if body.len() > MAX_QUESTION_BYTES {
-        return Err(QuestionApiError::new(
+    let too_large = |size: &str| {
+        QuestionApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is {} bytes; questions are at most {MAX_QUESTION_BYTES}",
-                body.len()
-            ),
-        ));
+            format!("the body is {size} bytes; questions are at most {MAX_QUESTION_BYTES}"),
+        )
+    };
+    let body = body.map_err(|e| match e.status() {
+        // Over the edge's own body limit: the same answer as over the question limit.
+        StatusCode::PAYLOAD_TOO_LARGE => too_large("too many"),
+        status => QuestionApiError::new(status, format!("cannot read the body: {e}")),
+    })?;
+    if body.len() > MAX_QUESTION_BYTES {
+        return Err(too_large(&body.len().to_string()));
     }
     let question = parse_question(&body)?;
     let wait = state.config.question_timeout;
@@ -206,6 +209,11 @@ pub fn docs() -> Vec<RouteDoc> {
         }),
         &["action", "folder"],
     );
+    // A key the action does not take is refused (400), so the document says so.
+    let (mut search, mut all, mut list) = (search, all, list);
+    for body in [&mut search, &mut all, &mut list] {
+        body["additionalProperties"] = json!(false);
+    }
     vec![RouteDoc::new(
         "POST",
         "/api/v1/json",
