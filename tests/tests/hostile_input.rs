@@ -12,6 +12,8 @@ use troupe_tests::TestCluster;
 
 #[derive(Debug, Clone)]
 struct Request {
+    /// Sent to the internal listener (the services' own APIs) rather than the public one.
+    internal: bool,
     method: &'static str,
     path: String,
     query: String,
@@ -41,6 +43,9 @@ const ROUTES: &[&str] = &[
     "/readyz",
     "/cluster",
 ];
+
+/// The services' own APIs, on the internal listener.
+const INTERNAL_ROUTES: &[&str] = &["/listings", "/users", "/users/{}", "/listings/{}"];
 
 fn segment() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -107,7 +112,10 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 fn request() -> impl Strategy<Value = Request> {
     (
         prop::sample::select(vec!["GET", "POST", "PATCH", "DELETE", "PUT"]),
-        prop::sample::select(ROUTES.to_vec()),
+        prop_oneof![
+            3 => prop::sample::select(ROUTES.to_vec()).prop_map(|r| (r, false)),
+            1 => prop::sample::select(INTERNAL_ROUTES.to_vec()).prop_map(|r| (r, true)),
+        ],
         segment(),
         segment(),
         "[a-z_]{0,10}=[^&#]{0,20}(&[a-z_]{1,10}=[^&#]{0,20}){0,4}",
@@ -130,9 +138,10 @@ fn request() -> impl Strategy<Value = Request> {
         body(),
     )
         .prop_map(
-            |(method, route, a, b, query, content_type, extra_header, body)| {
+            |(method, (route, internal), a, b, query, content_type, extra_header, body)| {
                 let path = route.replacen("{}", &a, 1).replacen("{}", &b, 1);
                 Request {
+                    internal,
                     method,
                     path,
                     query,
@@ -216,10 +225,15 @@ async fn send(
     r: &Request,
 ) -> Result<(u16, Value), String> {
     let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap();
-    let url = if r.query.is_empty() {
-        c.url(&r.path)
+    let target = if r.query.is_empty() {
+        r.path.clone()
     } else {
-        c.url(&format!("{}?{}", r.path, r.query))
+        format!("{}?{}", r.path, r.query)
+    };
+    let url = if r.internal {
+        format!("http://{}{target}", c.internal_http)
+    } else {
+        c.url(&target)
     };
     let mut req = client.request(method, url).body(r.body.clone());
     if let Some(ct) = r.content_type {

@@ -132,6 +132,58 @@ async fn the_briefs_examples_answer_with_the_briefs_shapes() {
     assert_eq!(b["listings"][1]["user"]["name"], "Suresh Subramaniam");
 }
 
+/// Messages the user actor has handled, as `/metrics` reports them.
+async fn user_actor_messages(c: &TestCluster) -> f64 {
+    let text = c
+        .client
+        .get(c.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = r#"troupe_actor_messages_total{node="n1",actor="user"} "#;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_page_asks_for_all_its_users_in_one_message() {
+    let mut c = data_cluster(&[]).await;
+    for i in 1..=4 {
+        let (s, _) = form_post(&c, "/users", &[("name", &format!("User {i}"))]).await;
+        assert_eq!(s, 200);
+        let (s, _) = form_post(
+            &c,
+            "/listings",
+            &[
+                ("user_id", &i.to_string()),
+                ("listing_type", "rent"),
+                ("price", "100"),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200);
+    }
+    // A new edge knows no user yet.
+    c.kill("edge");
+    c.restart("edge");
+    c.wait_groups(DATA_GROUPS).await;
+    let before = user_actor_messages(&c).await;
+    let (s, page) = c.get_json("/public-api/listings").await;
+    assert_eq!(s, 200, "{page}");
+    let names: Vec<&str> = page["listings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["user"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["User 4", "User 3", "User 2", "User 1"]);
+    assert_eq!(user_actor_messages(&c).await - before, 1.0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_are_newest_first_and_filters_use_the_user() {
     let c = data_cluster(&[]).await;
