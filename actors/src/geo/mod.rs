@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, Mutex, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use budget::Budget;
@@ -192,19 +192,28 @@ async fn pump(
         }
     };
     let config = Arc::new(config);
-    let budget = Arc::new(Mutex::new(Budget::new(config.rate)));
+    let budget = Arc::new(Mutex::new(Budget::new(config.rate, Instant::now())));
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    while let Some(ip) = lookups.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let (client, config, budget, geo) =
-            (client.clone(), config.clone(), budget.clone(), geo.clone());
-        tokio::spawn(async move {
-            let fetched = fetch(&client, &config, &budget, ip).await;
-            drop(permit);
-            let _ = geo.cast(GeoMsg::Fetched(fetched));
-        });
+    // Lookups live in this set so that aborting the pump (the throttle stopping) ends them too:
+    // a restarted throttle's fresh budget only covers calls its predecessor has stopped making.
+    let mut lookups_running = JoinSet::new();
+    loop {
+        tokio::select! {
+            next = lookups.recv() => {
+                let Some(ip) = next else { return };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, config, budget, geo) =
+                    (client.clone(), config.clone(), budget.clone(), geo.clone());
+                lookups_running.spawn(async move {
+                    let fetched = fetch(&client, &config, &budget, ip).await;
+                    drop(permit);
+                    let _ = geo.cast(GeoMsg::Fetched(fetched));
+                });
+            }
+            Some(_) = lookups_running.join_next(), if !lookups_running.is_empty() => {}
+        }
     }
 }
 
@@ -297,7 +306,7 @@ mod tests {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
             let granted = rt.block_on(async {
-                let budget = Arc::new(Mutex::new(Budget::new(rate)));
+                let budget = Arc::new(Mutex::new(Budget::new(rate, Instant::now())));
                 let t0 = Instant::now();
                 let tasks: Vec<_> = arrivals
                     .into_iter()
