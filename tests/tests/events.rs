@@ -332,6 +332,36 @@ async fn a_429_is_honoured_and_every_event_still_ends_located() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn events_the_upstream_keeps_failing_on_end_failed_with_the_reason() {
+    // Nothing listens there: every call fails in a way worth retrying, forever.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let mut c = TestCluster::new();
+    c.start_node(
+        "n1",
+        &["events", "geo"],
+        &[],
+        &["--geo-url", nowhere.as_str(), "--geo-attempts", "1"],
+    );
+    c.start_edge(&["--trusted-proxies", "127.0.0.1"]);
+    c.wait_groups(&["troupe.events", "troupe.geo"]).await;
+    let mut ids = Vec::new();
+    for ip in ["84.1.1.1", "84.1.1.1", "84.2.2.2"] {
+        let (s, b) = submit(&c, ip, json!({"name": "unlucky"})).await;
+        assert_eq!(s, 202, "{b}");
+        ids.push(b["data"]["task_id"].as_str().unwrap().to_string());
+    }
+    for e in wait_settled(&c, &ids, Duration::from_secs(60)).await {
+        assert_eq!(e["geo_status"], "failed", "{e}");
+        let reason = e["geo_error"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("rounds") && reason.contains("cannot reach the geolocation API"),
+            "{e}"
+        );
+        assert!(e["geo"].is_null(), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn events_accepted_before_a_kill_are_located_after_restart() {
     // A stub so slow to answer that nothing is located before the kill. The node comes back
     // against the same stub: its calls just before the kill still count in the stub's window,

@@ -18,9 +18,14 @@ pub const BY_COUNTRY: &str = "events_by_country";
 pub const BY_ISO: &str = "events_by_iso";
 /// id -> ip, for every event whose geolocation is still pending: what a restart resumes.
 pub const PENDING: &str = "events_pending";
+/// id -> rounds of lookups the geo-throttle gave up on (u64), for pending events that had any:
+/// on disk so that a restart does not grant an event a fresh allowance.
+pub const GEO_ROUNDS: &str = "events_geo_rounds";
 pub const SCHEMA: Schema = Schema {
-    version: 1,
-    tables: &[EVENTS, BY_CREATED, BY_CITY, BY_COUNTRY, BY_ISO, PENDING],
+    version: 2,
+    tables: &[
+        EVENTS, BY_CREATED, BY_CITY, BY_COUNTRY, BY_ISO, PENDING, GEO_ROUNDS,
+    ],
 };
 
 pub struct EventStore {
@@ -86,6 +91,28 @@ impl EventStore {
                 batch.put(table, k, Vec::new());
             }
             batch.delete(PENDING, e.id.as_bytes().to_vec());
+            batch.delete(GEO_ROUNDS, e.id.as_bytes().to_vec());
+        }
+        self.store.commit(batch)
+    }
+
+    /// Rounds of lookups that failed for the event so far.
+    pub fn geo_rounds(&self, id: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .get(GEO_ROUNDS, id.as_bytes())?
+            .and_then(|v| key::to_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// Records how many rounds failed for each (still pending) event.
+    pub fn set_geo_rounds(
+        &self,
+        rounds: &[(String, u64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let mut batch = Batch::new();
+        for (id, n) in rounds {
+            batch.put(GEO_ROUNDS, id.as_bytes().to_vec(), key::u64(*n).to_vec());
         }
         self.store.commit(batch)
     }
@@ -190,4 +217,49 @@ fn decode(bytes: &[u8]) -> Result<Event, StoreError> {
         table: EVENTS.into(),
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::messages::GeoStatus;
+
+    fn pending_event(n: usize) -> Event {
+        Event {
+            id: format!("{n:04}"),
+            name: None,
+            status_code: None,
+            ip: "81.2.69.160".into(),
+            created_at: 1_000 + n as i64,
+            geo: None,
+            geo_status: GeoStatus::Pending,
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn failed_rounds_survive_a_reopen_and_go_once_the_event_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = pending_event(1);
+        {
+            let store = EventStore::open(&dir.path().join("events.redb")).unwrap();
+            runtime().block_on(store.insert(&e)).unwrap();
+            runtime()
+                .block_on(store.set_geo_rounds(&[(e.id.clone(), 2)]))
+                .unwrap();
+        }
+        let store = EventStore::open(&dir.path().join("events.redb")).unwrap();
+        assert_eq!(store.geo_rounds(&e.id).unwrap(), 2);
+        assert_eq!(store.geo_rounds("never-failed").unwrap(), 0);
+        let mut failed = e.clone();
+        failed.geo_status = GeoStatus::Failed("no".into());
+        runtime().block_on(store.located(&[failed])).unwrap();
+        assert_eq!(store.geo_rounds(&e.id).unwrap(), 0);
+        assert!(store.pending().unwrap().is_empty());
+    }
 }
