@@ -183,6 +183,30 @@ async fn events_are_located_politely_once_per_address() {
     assert_eq!(today["data"]["total"], 49);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn place_filters_match_names_in_any_case_beyond_ascii() {
+    let stub = Stub::start(&[]);
+    let c = events_cluster(&stub, &[]);
+    c.wait_groups(&["troupe.events", "troupe.geo"]).await;
+    // The stub's built-in table places this address in São Paulo.
+    let (_, b) = submit(&c, "85.19.3.3", json!({"name": "sp", "status_code": 7})).await;
+    let id = b["data"]["task_id"].as_str().unwrap().to_string();
+    let e = &wait_settled(&c, std::slice::from_ref(&id), Duration::from_secs(20)).await[0];
+    assert_eq!(e["geo"]["city"], "São Paulo", "{e}");
+    for city in ["SÃO PAULO", "são paulo"] {
+        for also in ["", "&status_code=7", "&iso_code=br"] {
+            let url = format!("/event/fetch/?city_name={}{also}", urlencode(city));
+            let (s, page) = c.get_json(&url).await;
+            assert_eq!(
+                (s, page["data"]["total"].clone()),
+                (200, json!(1)),
+                "{url}: {page}"
+            );
+            assert_eq!(page["data"]["events"][0]["task_id"], id.as_str(), "{url}");
+        }
+    }
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {

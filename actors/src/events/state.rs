@@ -170,8 +170,9 @@ impl EventStore {
         };
         let matches = |e: &Event| {
             let same = |want: &Option<String>, have: Option<&String>| {
+                // Lowercased as the index keys are: ASCII-only folding misses "SÃO PAULO".
                 want.as_ref()
-                    .is_none_or(|w| have.is_some_and(|h| h.eq_ignore_ascii_case(w)))
+                    .is_none_or(|w| have.is_some_and(|h| h.to_lowercase() == w.to_lowercase()))
             };
             let geo = e.geo.as_ref();
             same(&f.city_name, geo.and_then(|g| g.city.as_ref()))
@@ -223,16 +224,38 @@ fn decode(bytes: &[u8]) -> Result<Event, StoreError> {
 mod tests {
     use super::*;
     use crate::events::messages::GeoStatus;
+    use crate::geo::Geo;
+    use crate::paging::Page;
 
-    fn pending_event(n: usize) -> Event {
+    const PLACES: [(&str, &str, &str); 4] = [
+        ("São Paulo", "Brazil", "BR"),
+        ("Zürich", "Switzerland", "CH"),
+        ("Kraków", "Poland", "PL"),
+        ("Paris", "France", "FR"),
+    ];
+
+    fn event(n: usize, place: Option<usize>, status_code: Option<i64>) -> Event {
         Event {
             id: format!("{n:04}"),
             name: None,
-            status_code: None,
+            status_code,
             ip: "81.2.69.160".into(),
             created_at: 1_000 + n as i64,
-            geo: None,
-            geo_status: GeoStatus::Pending,
+            geo: place.map(|p| {
+                let (city, country, iso) = PLACES[p];
+                Geo {
+                    city: Some(city.into()),
+                    country_name: Some(country.into()),
+                    iso_code: Some(iso.into()),
+                    latitude: Some(0.0),
+                    longitude: Some(0.0),
+                    time_zone: None,
+                }
+            }),
+            geo_status: match place {
+                Some(_) => GeoStatus::Done,
+                None => GeoStatus::Pending,
+            },
         }
     }
 
@@ -242,13 +265,33 @@ mod tests {
             .unwrap()
     }
 
+    /// A store holding `events`, located ones recorded as the actor records them.
+    fn store_with(dir: &Path, events: &[Event]) -> EventStore {
+        let store = EventStore::open(&dir.join("events.redb")).unwrap();
+        runtime().block_on(async {
+            for e in events {
+                store.insert(e).await.unwrap();
+            }
+            let located: Vec<Event> = events.iter().filter(|e| e.geo.is_some()).cloned().collect();
+            store.located(&located).await.unwrap();
+        });
+        store
+    }
+
+    fn filter() -> EventFilter {
+        EventFilter {
+            page: Page { num: 1, size: 100 },
+            ..EventFilter::default()
+        }
+    }
+
     #[test]
     fn failed_rounds_survive_a_reopen_and_go_once_the_event_settles() {
         let dir = tempfile::tempdir().unwrap();
-        let e = pending_event(1);
+        let e = event(1, None, None);
+        drop(store_with(dir.path(), std::slice::from_ref(&e)));
         {
             let store = EventStore::open(&dir.path().join("events.redb")).unwrap();
-            runtime().block_on(store.insert(&e)).unwrap();
             runtime()
                 .block_on(store.set_geo_rounds(&[(e.id.clone(), 2)]))
                 .unwrap();
@@ -261,5 +304,37 @@ mod tests {
         runtime().block_on(store.located(&[failed])).unwrap();
         assert_eq!(store.geo_rounds(&e.id).unwrap(), 0);
         assert!(store.pending().unwrap().is_empty());
+    }
+
+    #[test]
+    fn place_filters_fold_case_beyond_ascii() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(
+            dir.path(),
+            &[
+                event(1, Some(0), Some(1)),
+                event(2, Some(0), Some(2)),
+                event(3, Some(3), Some(1)),
+            ],
+        );
+        let total = |f: EventFilter| store.fetch(&f).unwrap().1;
+        for city in ["SÃO PAULO", "são paulo", "São Paulo"] {
+            let by_city = EventFilter {
+                city_name: Some(city.into()),
+                ..filter()
+            };
+            assert_eq!(total(by_city.clone()), 2, "{city}");
+            // A second condition is checked on the record rather than the key.
+            let with_status = EventFilter {
+                status_code: Some(1),
+                ..by_city.clone()
+            };
+            assert_eq!(total(with_status), 1, "{city} with a status code");
+            let with_iso = EventFilter {
+                iso_code: Some("br".into()),
+                ..by_city
+            };
+            assert_eq!(total(with_iso), 2, "{city} with an ISO code");
+        }
     }
 }
