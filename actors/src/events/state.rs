@@ -143,17 +143,20 @@ impl EventStore {
     }
 
     /// One page, newest first, and the number of matches. A city, country or ISO code filter
-    /// walks only that index; other conditions are checked on the records it yields.
+    /// walks only that index. When the walked keys answer every condition (the date range and
+    /// that one value), matches are counted from the keys and only the page's records are
+    /// read; other conditions (the status code, a second place filter) are checked on each
+    /// record.
     pub fn fetch(&self, f: &EventFilter) -> Result<(Vec<Event>, u64), StoreError> {
-        let (table, prefix) = if let Some(iso) = &f.iso_code {
-            (BY_ISO, value_prefix(iso))
-        } else if let Some(city) = &f.city_name {
-            (BY_CITY, value_prefix(city))
-        } else if let Some(country) = &f.country_name {
-            (BY_COUNTRY, value_prefix(country))
-        } else {
-            (BY_CREATED, Vec::new())
-        };
+        let places = [
+            (BY_ISO, &f.iso_code),
+            (BY_CITY, &f.city_name),
+            (BY_COUNTRY, &f.country_name),
+        ];
+        let (table, prefix) = places
+            .iter()
+            .find_map(|(table, v)| v.as_ref().map(|v| (*table, value_prefix(v))))
+            .unwrap_or((BY_CREATED, Vec::new()));
         let lo = [
             prefix.clone(),
             key::i64(f.from.unwrap_or(i64::MIN)).to_vec(),
@@ -164,13 +167,49 @@ impl EventStore {
             _ if !prefix.is_empty() => key::prefix_range(&prefix).1,
             _ => None,
         };
-        let upper = match &hi {
-            Some(h) => Bound::Excluded(h.as_slice()),
-            None => Bound::Unbounded,
+        let range = || {
+            let upper = match &hi {
+                Some(h) => Bound::Excluded(h.as_slice()),
+                None => Bound::Unbounded,
+            };
+            (Bound::Included(lo.as_slice()), upper)
         };
+        let id_of = |k: &[u8]| String::from_utf8_lossy(&k[prefix.len() + 8..]).into_owned();
+        let (offset, size) = (f.page.offset(), f.page.size);
+        let place_filters = places.iter().filter(|(_, v)| v.is_some()).count();
+        let keys_suffice = f.status_code.is_none() && place_filters <= 1;
+
+        if keys_suffice {
+            // Every event is in the time index, so with no condition its length is the count.
+            let whole_table = prefix.is_empty() && f.from.is_none() && f.to.is_none();
+            let known_total = if whole_table {
+                Some(self.store.len(BY_CREATED)?)
+            } else {
+                None
+            };
+            if known_total.is_some_and(|n| offset >= n) {
+                return Ok((Vec::new(), known_total.unwrap_or(0)));
+            }
+            let mut seen = 0u64;
+            let mut ids = Vec::new();
+            self.store
+                .visit(table, range(), Direction::Reverse, |k, _| {
+                    if seen >= offset && (ids.len() as u64) < size {
+                        ids.push(k[prefix.len() + 8..].to_vec());
+                    }
+                    seen += 1;
+                    known_total.is_none() || (ids.len() as u64) < size
+                })?;
+            let mut page = Vec::with_capacity(ids.len());
+            for bytes in self.store.get_many(EVENTS, &ids)?.into_iter().flatten() {
+                page.push(decode(&bytes)?);
+            }
+            return Ok((page, known_total.unwrap_or(seen)));
+        }
+
         let matches = |e: &Event| {
+            // Lowercased as the index keys are: ASCII-only folding misses "SÃO PAULO".
             let same = |want: &Option<String>, have: Option<&String>| {
-                // Lowercased as the index keys are: ASCII-only folding misses "SÃO PAULO".
                 want.as_ref()
                     .is_none_or(|w| have.is_some_and(|h| h.to_lowercase() == w.to_lowercase()))
             };
@@ -180,17 +219,12 @@ impl EventStore {
                 && same(&f.iso_code, geo.and_then(|g| g.iso_code.as_ref()))
                 && f.status_code.is_none_or(|s| e.status_code == Some(s))
         };
-        let (offset, size) = (f.page.offset(), f.page.size);
         let mut total = 0u64;
         let mut page = Vec::new();
         let mut failure = None;
-        self.store.visit(
-            table,
-            (Bound::Included(lo.as_slice()), upper),
-            Direction::Reverse,
-            |k, _| {
-                let id = String::from_utf8_lossy(&k[prefix.len() + 8..]).into_owned();
-                match self.get(&id) {
+        self.store
+            .visit(table, range(), Direction::Reverse, |k, _| {
+                match self.get(&id_of(k)) {
                     Ok(Some(e)) if matches(&e) => {
                         if total >= offset && (page.len() as u64) < size {
                             page.push(e);
@@ -204,8 +238,7 @@ impl EventStore {
                     }
                 }
                 true
-            },
-        )?;
+            })?;
         match failure {
             Some(e) => Err(e),
             None => Ok((page, total)),
@@ -222,6 +255,8 @@ fn decode(bytes: &[u8]) -> Result<Event, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::events::messages::GeoStatus;
     use crate::geo::Geo;
@@ -335,6 +370,110 @@ mod tests {
                 ..by_city
             };
             assert_eq!(total(with_iso), 2, "{city} with an ISO code");
+        }
+    }
+
+    #[test]
+    fn counting_reads_only_the_records_of_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<Event> = (0..30).map(|n| event(n, Some(n % 2), None)).collect();
+        let store = store_with(dir.path(), &events);
+        // Every record but the newest three is unreadable: a fetch that decoded records it
+        // does not return would fail.
+        let mut batch = Batch::new();
+        for e in &events[..27] {
+            batch.put(EVENTS, e.id.as_bytes().to_vec(), b"not a record".to_vec());
+        }
+        runtime().block_on(store.store.commit(batch)).unwrap();
+        let page = Page { num: 1, size: 3 };
+        let (got, total) = store.fetch(&EventFilter { page, ..filter() }).unwrap();
+        assert_eq!(total, 30);
+        let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["0029", "0028", "0027"]);
+        let ranged = EventFilter {
+            from: Some(1_010),
+            to: Some(1_029),
+            page,
+            ..filter()
+        };
+        assert_eq!(store.fetch(&ranged).unwrap().1, 20);
+        let by_country = EventFilter {
+            country_name: Some("SWITZERLAND".into()),
+            page: Page { num: 1, size: 1 },
+            ..filter()
+        };
+        let (got, total) = store.fetch(&by_country).unwrap();
+        assert_eq!((got[0].id.as_str(), total), ("0029", 15));
+        assert!(
+            store
+                .fetch(&EventFilter {
+                    page: Page { num: 2, size: 3 },
+                    ..filter()
+                })
+                .is_err(),
+            "the corrupt records are really unreadable"
+        );
+    }
+
+    fn spelled(i: usize, upper: bool) -> String {
+        let (city, _, _) = PLACES[i];
+        if upper {
+            city.to_uppercase()
+        } else {
+            city.to_lowercase()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whichever way a fetch is answered (from keys or from records), its page and total
+        /// are those of a plain filter over every event, newest first.
+        #[test]
+        fn fetch_agrees_with_a_plain_filter(
+            events in proptest::collection::vec((proptest::option::of(0usize..4), proptest::option::of(0i64..3)), 0..40),
+            from in proptest::option::of(1_000i64..1_040),
+            to in proptest::option::of(1_000i64..1_040),
+            city in proptest::option::of((0usize..4, any::<bool>())),
+            iso in proptest::option::of(0usize..4),
+            status_code in proptest::option::of(0i64..3),
+            page in (1u64..4, 1u64..8),
+        ) {
+            let events: Vec<Event> = events
+                .into_iter()
+                .enumerate()
+                .map(|(n, (place, code))| event(n, place, code))
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let store = store_with(dir.path(), &events);
+            let f = EventFilter {
+                from,
+                to,
+                city_name: city.map(|(i, upper)| spelled(i, upper)),
+                country_name: None,
+                iso_code: iso.map(|i| PLACES[i].2.to_lowercase()),
+                status_code,
+                page: Page { num: page.0, size: page.1 },
+            };
+            let wanted: Vec<&Event> = events
+                .iter()
+                .rev()
+                .filter(|e| from.is_none_or(|t| e.created_at >= t) && to.is_none_or(|t| e.created_at <= t))
+                .filter(|e| status_code.is_none_or(|s| e.status_code == Some(s)))
+                .filter(|e| {
+                    let geo = e.geo.as_ref();
+                    city.is_none_or(|(i, _)| geo.is_some_and(|g| g.city.as_deref() == Some(PLACES[i].0)))
+                        && iso.is_none_or(|i| geo.is_some_and(|g| g.iso_code.as_deref() == Some(PLACES[i].2)))
+                })
+                .collect();
+            let (got, total) = store.fetch(&f).unwrap();
+            prop_assert_eq!(total, wanted.len() as u64);
+            let expected: Vec<&Event> = wanted
+                .into_iter()
+                .skip(f.page.offset() as usize)
+                .take(f.page.size as usize)
+                .collect();
+            prop_assert_eq!(got.iter().collect::<Vec<_>>(), expected);
         }
     }
 }
