@@ -259,6 +259,14 @@ async fn the_briefs_validation_cases() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["status"], "fail", "{b}");
+    assert_eq!(b.as_object().unwrap().len(), 2, "only status and data: {b}");
+    let why = b["data"]["body"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("Content-Type") && why.contains("text/plain"),
+        "{b}"
+    );
     let r = c
         .client
         .post(c.url("/event/submit"))
