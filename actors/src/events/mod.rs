@@ -3,7 +3,8 @@
 //!
 //! Events waiting for geolocation are in a durable table, so a restart resumes them. Events
 //! from one address share one question to the geo-throttle. Addresses whose question could not
-//! be asked (no geo-throttle, a timeout) are asked again by a periodic sweep.
+//! be asked (no geo-throttle, a timeout), or that the upstream kept failing on, are asked again
+//! by a periodic sweep; after a few failed rounds the event is marked failed.
 
 pub mod messages;
 pub mod state;
@@ -23,6 +24,10 @@ use crate::{groups, rpc};
 
 pub const MAX_NAME_CHARS: usize = 120;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Rounds of lookups (each up to `--geo-attempts` upstream calls, a sweep apart) an event gets
+/// before it is marked failed: enough to ride out a short upstream outage, few enough that an
+/// address the upstream keeps failing on does not stay pending forever.
+const GEO_ROUNDS: u64 = 3;
 
 pub struct EventsArgs {
     pub store_path: PathBuf,
@@ -218,12 +223,13 @@ fn ask_pending(
 
 fn record_location(state: &mut EventsState, located: Located) -> Result<(), ActorProcessingErr> {
     let ids = state.asked.remove(&located.ip).unwrap_or_default();
-    // Not asked, or the geo-throttle gave up for now: the sweep asks again.
     let answer = match located.answer {
-        None
-        | Some(GeoAnswer(Err(crate::geo::GeoFailure {
-            retryable: true, ..
-        }))) => return Ok(()),
+        // The geo-throttle could not be asked: our outage, not the upstream's, so it costs the
+        // events nothing; the sweep asks again.
+        None => return Ok(()),
+        Some(GeoAnswer(Err(failure))) if failure.retryable => {
+            return count_failed_round(state, ids, &failure.reason)
+        }
         Some(GeoAnswer(answer)) => answer,
     };
     let mut updated = Vec::with_capacity(ids.len());
@@ -240,15 +246,58 @@ fn record_location(state: &mut EventsState, located: Located) -> Result<(), Acto
         }
         updated.push(event);
     }
-    if !updated.is_empty() {
-        let write = state.events.located(&updated);
+    write_located(state, updated);
+    Ok(())
+}
+
+/// The geo-throttle spent its retries on these events' address and gave up for now: each
+/// event is left for the sweep, or marked failed with `reason` once it has had its rounds.
+fn count_failed_round(
+    state: &mut EventsState,
+    ids: Vec<String>,
+    reason: &str,
+) -> Result<(), ActorProcessingErr> {
+    let mut given_up = Vec::new();
+    let mut counted = Vec::new();
+    for id in ids {
+        let Some(mut event) = state.events.get(&id)? else {
+            continue;
+        };
+        if event.geo_status != GeoStatus::Pending {
+            continue;
+        }
+        let rounds = state.events.geo_rounds(&id)? + 1;
+        if rounds >= GEO_ROUNDS {
+            event.geo_status = GeoStatus::Failed(format!(
+                "no location after {rounds} rounds of lookups: {reason}"
+            ));
+            given_up.push(event);
+        } else {
+            counted.push((id, rounds));
+        }
+    }
+    if !counted.is_empty() {
+        let write = state.events.set_geo_rounds(&counted);
         tokio::spawn(async move {
             if let Err(e) = write.await {
-                tracing::error!("cannot record locations: {e}");
+                tracing::error!("cannot record failed geolocation rounds: {e}");
             }
         });
     }
+    write_located(state, given_up);
     Ok(())
+}
+
+fn write_located(state: &EventsState, updated: Vec<Event>) {
+    if updated.is_empty() {
+        return;
+    }
+    let write = state.events.located(&updated);
+    tokio::spawn(async move {
+        if let Err(e) = write.await {
+            tracing::error!("cannot record locations: {e}");
+        }
+    });
 }
 
 #[cfg(test)]

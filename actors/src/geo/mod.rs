@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{mpsc, Mutex, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use budget::Budget;
@@ -192,19 +192,28 @@ async fn pump(
         }
     };
     let config = Arc::new(config);
-    let budget = Arc::new(Mutex::new(Budget::new(config.rate)));
+    let budget = Arc::new(Mutex::new(Budget::new(config.rate, Instant::now())));
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    while let Some(ip) = lookups.recv().await {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let (client, config, budget, geo) =
-            (client.clone(), config.clone(), budget.clone(), geo.clone());
-        tokio::spawn(async move {
-            let fetched = fetch(&client, &config, &budget, ip).await;
-            drop(permit);
-            let _ = geo.cast(GeoMsg::Fetched(fetched));
-        });
+    // Lookups live in this set so that aborting the pump (the throttle stopping) ends them too:
+    // a restarted throttle's fresh budget only covers calls its predecessor has stopped making.
+    let mut lookups_running = JoinSet::new();
+    loop {
+        tokio::select! {
+            next = lookups.recv() => {
+                let Some(ip) = next else { return };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let (client, config, budget, geo) =
+                    (client.clone(), config.clone(), budget.clone(), geo.clone());
+                lookups_running.spawn(async move {
+                    let fetched = fetch(&client, &config, &budget, ip).await;
+                    drop(permit);
+                    let _ = geo.cast(GeoMsg::Fetched(fetched));
+                });
+            }
+            Some(_) = lookups_running.join_next(), if !lookups_running.is_empty() => {}
+        }
     }
 }
 
@@ -297,7 +306,7 @@ mod tests {
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
             let granted = rt.block_on(async {
-                let budget = Arc::new(Mutex::new(Budget::new(rate)));
+                let budget = Arc::new(Mutex::new(Budget::new(rate, Instant::now())));
                 let t0 = Instant::now();
                 let tasks: Vec<_> = arrivals
                     .into_iter()
@@ -320,6 +329,80 @@ mod tests {
             for (i, t) in granted.iter().enumerate() {
                 let within = granted[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
                 prop_assert!(within <= rate as usize, "{} turns within 1 s of {:?}", within, t);
+            }
+        }
+
+        /// We are told a higher rate than the upstream allows, so it answers 429 with
+        /// `period_remaining` (counting rejected calls, as the real API does). Lookups that
+        /// take their turns through the real waiting loop and pause on each 429: no call lands
+        /// inside an announced wait, no second holds more than our rate, and every lookup ends.
+        #[test]
+        fn a_429_wait_holds_every_call_and_the_rate_still_holds(
+            rate in 2u32..10,
+            upstream_rate in 1usize..5,
+            arrivals in proptest::collection::vec(0u64..3000, 1..40),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            let (calls, waits) = rt.block_on(async {
+                let budget = Arc::new(Mutex::new(Budget::new(rate, Instant::now())));
+                let upstream = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<Instant>::new()));
+                let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let waits = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let t0 = Instant::now();
+                let tasks: Vec<_> = arrivals
+                    .into_iter()
+                    .map(|ms| {
+                        let (budget, upstream, calls, waits) =
+                            (budget.clone(), upstream.clone(), calls.clone(), waits.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            loop {
+                                take_turn(&budget).await;
+                                let now = Instant::now();
+                                calls.lock().unwrap().push(now - t0);
+                                // The upstream's sliding second, as the stub keeps it.
+                                let period_remaining = {
+                                    let mut seen = upstream.lock().unwrap();
+                                    while seen.front().is_some_and(|t| now - *t >= Duration::from_secs(1)) {
+                                        seen.pop_front();
+                                    }
+                                    seen.push_back(now);
+                                    (seen.len() > upstream_rate).then(|| {
+                                        seen[seen.len() - upstream_rate] + Duration::from_secs(1) - now
+                                    })
+                                };
+                                match period_remaining {
+                                    None => return,
+                                    Some(wait) => {
+                                        waits.lock().unwrap().push((now - t0, wait));
+                                        budget.lock().await.pause(now, wait);
+                                    }
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let all = async {
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(3600), all)
+                    .await
+                    .expect("every lookup ends");
+                let calls = calls.lock().unwrap().clone();
+                let waits = waits.lock().unwrap().clone();
+                (calls, waits)
+            });
+            for (told_at, wait) in &waits {
+                let early = calls.iter().find(|c| *told_at < **c && **c < *told_at + *wait);
+                prop_assert!(early.is_none(), "a call at {:?} inside the wait told at {:?} for {:?}", early, told_at, wait);
+            }
+            let mut calls = calls;
+            calls.sort();
+            for (i, t) in calls.iter().enumerate() {
+                let within = calls[i..].iter().take_while(|u| **u - *t < Duration::from_secs(1)).count();
+                prop_assert!(within <= rate as usize, "{} calls within 1 s of {:?}", within, t);
             }
         }
     }
