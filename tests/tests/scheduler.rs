@@ -1,7 +1,8 @@
 //! The scheduler (seed 004) with real processes: tasks run on their named workers on other
 //! nodes at their start time, survive a kill -9 of the scheduler's node and still run exactly
-//! once, a missing worker fails the task by name, and the API answers the brief's examples
-//! and refuses what it must.
+//! once, an outcome reported while the scheduler is down is kept until it is back, a missing
+//! worker fails the task by name, and the API answers the brief's examples and refuses what it
+//! must.
 
 use std::time::Duration;
 
@@ -146,6 +147,59 @@ async fn killing_the_schedulers_node_before_tasks_are_due_still_runs_each_once()
             "task {id} ran more than once"
         );
     }
+}
+
+/// Waits until `node`'s log has a line holding every one of `needles`.
+async fn wait_log(c: &TestCluster, node: &str, needles: &[&str]) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{node} logs {needles:?}"),
+        || async {
+            c.log(node)
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+        },
+    )
+    .await;
+}
+
+/// A question that lists the whole `proverbs` dictionary: ten entries, after the node's
+/// `--question-delay`.
+fn slow_question() -> Value {
+    json!({"job": "question", "action": "all", "dictionary": "proverbs"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_back() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["scheduler"], &[], &[]);
+    c.start_node("n3", &["master"], &[], &[]);
+    // A short call deadline, so the worker's tries come often while the scheduler is away.
+    c.start_node(
+        "n2",
+        &["worker"],
+        &["alpha"],
+        &["--question-delay", "2s", "--call-timeout", "1s"],
+    );
+    c.start_edge(&[]);
+    c.wait_groups(GROUPS).await;
+    let (start, _) = in_secs(1);
+    let t = create(
+        &c,
+        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
+    )
+    .await;
+    let id = t["id"].as_str().unwrap();
+    wait_log(&c, "n2", &["task ran", &format!("task={id}")]).await;
+    c.kill("n1");
+    // The run ends and its outcome reaches the master, which cannot pass it on.
+    wait_log(&c, "n3", &["cannot relay a task outcome", id]).await;
+    c.restart("n1");
+    // Well inside the lease (60 s): only the worker's kept report can settle it this soon.
+    let done = wait_status(&c, id, "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"]["nr of entries"], 10, "{done}");
+    assert_eq!(runs_of(&c, &["n2"], id), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
