@@ -108,7 +108,9 @@ pub struct NodeArgs {
     pub job_lease: Duration,
     #[command(flatten)]
     pub questions: QuestionArgs,
-    /// A dispatched task with no outcome after this is sent again.
+    /// A dispatched task with no outcome after this is sent again. Workers send no sign of
+    /// life while running, so it must exceed the longest run of a task (a question payload:
+    /// --question-delay plus --question-time-limit), or a slow run is sent again meanwhile.
     #[arg(long, env = "TROUPE_TASK_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub task_lease: Duration,
     /// How long a due task waits for its worker to exist before it FAILS.

@@ -54,12 +54,14 @@ pub fn children(roles: &[String], at: &Placement<'_>) -> Result<Vec<ChildSpec>, 
     if has("master") {
         let store_path = at.data.join("master.redb");
         let lease = at.job_lease;
+        let call_timeout = at.call_timeout;
         specs.push(ChildSpec::new("master", move || {
             (
                 Master,
                 MasterArgs {
                     store_path: store_path.clone(),
                     lease,
+                    call_timeout,
                 },
             )
         }));

@@ -70,6 +70,7 @@ async fn start_master(dir: &std::path::Path) -> ActorRef<MasterMsg> {
         MasterArgs {
             store_path: dir.join("master.redb"),
             lease: Duration::from_secs(600),
+            call_timeout: Duration::from_secs(10),
         },
     )
     .await

@@ -1,7 +1,8 @@
 //! The scheduler (seed 004) with real processes: tasks run on their named workers on other
 //! nodes at their start time, survive a kill -9 of the scheduler's node and still run exactly
-//! once, a missing worker fails the task by name, and the API answers the brief's examples
-//! and refuses what it must.
+//! once, a task whose worker's node dies mid-run is sent again after its lease, an outcome
+//! reported while the scheduler is down is kept until it is back, a missing worker fails the
+//! task by name, and the API answers the brief's examples and refuses what it must.
 
 use std::time::Duration;
 
@@ -146,6 +147,97 @@ async fn killing_the_schedulers_node_before_tasks_are_due_still_runs_each_once()
             "task {id} ran more than once"
         );
     }
+}
+
+/// Waits until `node`'s log has a line holding every one of `needles`.
+async fn wait_log(c: &TestCluster, node: &str, needles: &[&str]) {
+    eventually(
+        Duration::from_secs(20),
+        &format!("{node} logs {needles:?}"),
+        || async {
+            c.log(node)
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+        },
+    )
+    .await;
+}
+
+/// A question that lists the whole `proverbs` dictionary: ten entries, after the node's
+/// `--question-delay`.
+fn slow_question() -> Value {
+    json!({"job": "question", "action": "all", "dictionary": "proverbs"})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master", "scheduler"], &[], &["--task-lease", "3s"]);
+    // The run outlasts the test unless the node dies: the kill below lands mid-run.
+    c.start_node("n2", &["worker"], &["alpha"], &["--question-delay", "60s"]);
+    c.start_edge(&[]);
+    c.wait_groups(GROUPS).await;
+    let (start, _) = in_secs(1);
+    let t = create(
+        &c,
+        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
+    )
+    .await;
+    let id = t["id"].as_str().unwrap();
+    wait_log(&c, "n2", &["task ran", &format!("task={id}"), "attempt=1"]).await;
+    c.kill("n2");
+    // The same worker name comes back, now answering at once; nothing but the lease tells the
+    // scheduler that the first run will never report.
+    c.restart_with("n2", &["--question-delay", "0s"]);
+    let done = wait_status(&c, id, "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(done["attempts"], 2, "{done}");
+    assert_eq!(done["result"]["nr of entries"], 10, "{done}");
+    // One run per incarnation of n2 (its log spans both), the second one the re-sent attempt.
+    assert_eq!(runs_of(&c, &["n2"], id), 2);
+    let needle = format!("task={id}");
+    let second = c
+        .log("n2")
+        .lines()
+        .filter(|l| l.contains("task ran") && l.contains(&needle))
+        .nth(1)
+        .map(str::to_string);
+    assert!(
+        second.as_deref().is_some_and(|l| l.contains("attempt=2")),
+        "{second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_back() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["scheduler"], &[], &[]);
+    c.start_node("n3", &["master"], &[], &[]);
+    // A short call deadline, so the worker's tries come often while the scheduler is away.
+    c.start_node(
+        "n2",
+        &["worker"],
+        &["alpha"],
+        &["--question-delay", "2s", "--call-timeout", "1s"],
+    );
+    c.start_edge(&[]);
+    c.wait_groups(GROUPS).await;
+    let (start, _) = in_secs(1);
+    let t = create(
+        &c,
+        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
+    )
+    .await;
+    let id = t["id"].as_str().unwrap();
+    wait_log(&c, "n2", &["task ran", &format!("task={id}")]).await;
+    c.kill("n1");
+    // The run ends and its outcome reaches the master, which cannot pass it on.
+    wait_log(&c, "n3", &["cannot relay a task outcome", id]).await;
+    c.restart("n1");
+    // Well inside the lease (60 s): only the worker's kept report can settle it this soon.
+    let done = wait_status(&c, id, "SUCCEEDED", Duration::from_secs(30)).await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"]["nr of entries"], 10, "{done}");
+    assert_eq!(runs_of(&c, &["n2"], id), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -230,6 +230,7 @@ async fn a_killed_master_comes_back_with_every_queued_job() {
                     MasterArgs {
                         store_path: path.clone(),
                         lease: Duration::from_secs(30),
+                        call_timeout: Duration::from_secs(5),
                     },
                 )
             })],

@@ -43,6 +43,8 @@ pub struct MasterArgs {
     pub store_path: PathBuf,
     /// How long a worker may hold a job without reporting before it is sent elsewhere.
     pub lease: Duration,
+    /// Deadline of each call the master makes (relaying a task outcome to the scheduler).
+    pub call_timeout: Duration,
 }
 
 pub struct MasterState {
@@ -51,6 +53,7 @@ pub struct MasterState {
     asking: HashMap<u64, Asking>,
     next_token: u64,
     lease: Duration,
+    call_timeout: Duration,
     waiters: HashMap<String, Vec<RpcReplyPort<JobLookup>>>,
     /// Rotates ties between equally loaded workers.
     turn: usize,
@@ -96,6 +99,7 @@ impl Actor for Master {
             asking: HashMap::new(),
             next_token: 0,
             lease: args.lease,
+            call_timeout: args.call_timeout,
             waiters: HashMap::new(),
             turn: 0,
         })
@@ -172,14 +176,32 @@ impl Actor for Master {
                     .map_err(|_| format!("no worker named {name:?} is running"));
                 let _ = reply.send(DispatchReply(sent));
             }
+            // The master keeps no record of tasks, so it must not hold a receipt it cannot back:
+            // the worker gets one only once the scheduler has committed the outcome. Until then
+            // the worker still holds the report and sends it again (the scheduler ignores
+            // copies), so a master or scheduler that is down or restarting loses no outcome.
+            // Relayed from a task of its own: the scheduler may be slow, the mailbox must not be.
             MasterMsg::TaskDone(outcome, receipt) => {
-                let _ = receipt.send(Received);
-                let id = outcome.task_id.clone();
-                if let Err(e) = crate::rpc::cast(groups::SCHEDULER, SchedulerMsg::Outcome(outcome))
-                {
-                    // The scheduler's lease will send the task again.
-                    tracing::warn!(task = %id, "cannot relay a task outcome: {e}");
-                }
+                let timeout = state.call_timeout;
+                tokio::spawn(async move {
+                    let id = outcome.task_id.clone();
+                    let relayed = crate::rpc::call(
+                        groups::SCHEDULER,
+                        |recorded| SchedulerMsg::Outcome(outcome, recorded),
+                        timeout,
+                    )
+                    .await;
+                    match relayed {
+                        Ok(()) => {
+                            let _ = receipt.send(Received);
+                        }
+                        // Dropping the receipt fails the worker's call (at its deadline, when
+                        // remote): the worker tries again.
+                        Err(e) => {
+                            tracing::warn!(task = %id, "cannot relay a task outcome yet: {e}")
+                        }
+                    }
+                });
             }
             MasterMsg::Tick => {
                 expire_leases(state);

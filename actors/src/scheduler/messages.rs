@@ -206,8 +206,10 @@ pub enum SchedulerMsg {
     /// Answers with the deleted task.
     #[rpc]
     Delete(String, RpcReplyPort<TaskReply>),
-    /// From the master: how a run ended.
-    Outcome(TaskOutcome),
+    /// From the master: how a run ended. Answered once the outcome is on disk (or was already:
+    /// a copy of an outcome changes nothing), so the master can give the worker its receipt.
+    #[rpc]
+    Outcome(TaskOutcome, RpcReplyPort<()>),
     /// From itself: a dispatch attempt's result.
     Dispatched(Dispatched),
     /// From itself: something is due.

@@ -199,7 +199,12 @@ impl Actor for Scheduler {
                 answer_after_commit(result, reply).await;
             }
             SchedulerMsg::Delete(id, reply) => answer_after_commit(delete(state, &id), reply).await,
-            SchedulerMsg::Outcome(outcome) => finish(state, outcome).await?,
+            SchedulerMsg::Outcome(outcome, recorded) => {
+                // A storage error fails the actor before the answer: the reply port is dropped,
+                // so the worker keeps the report and sends it again.
+                finish(state, outcome).await?;
+                let _ = recorded.send(());
+            }
             SchedulerMsg::Dispatched(d) => dispatched(state, d).await?,
             SchedulerMsg::Wake => {}
         }
@@ -654,7 +659,8 @@ async fn finish(
         return Ok(());
     };
     // The first outcome of a RUNNING task settles it; a late one from an earlier attempt
-    // (a re-sent task that also ran) changes nothing.
+    // (a re-sent task that also ran), or a copy sent again by a worker whose receipt was lost,
+    // changes nothing.
     if old.status != TaskStatus::Running {
         return Ok(());
     }

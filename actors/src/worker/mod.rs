@@ -203,10 +203,18 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
         node: args.node.clone(),
         result: result.map(|v| v.to_string()),
     };
-    // Giving up is safe: the scheduler's lease sends the task again.
-    deliver_to_master("task", &outcome.task_id, args.call_timeout, |receipt| {
-        MasterMsg::TaskDone(outcome.clone(), receipt)
-    })
+    // The receipt comes only once the scheduler has the outcome, which exists nowhere else; a
+    // lost one costs a second run after the scheduler's lease (60 s by default). So it is
+    // offered long enough to outlast a master or scheduler restart; giving up after that is
+    // still safe, as the lease sends the task again.
+    let patience = args.call_timeout * 12;
+    deliver_to_master_within(
+        patience,
+        "task",
+        &outcome.task_id,
+        args.call_timeout,
+        |receipt| MasterMsg::TaskDone(outcome.clone(), receipt),
+    )
     .await;
 }
 
@@ -232,7 +240,20 @@ async fn deliver_to_master<F>(
 ) where
     F: Fn(RpcReplyPort<Received>) -> MasterMsg,
 {
-    let give_up = tokio::time::Instant::now() + timeout * 2;
+    deliver_to_master_within(timeout * 2, report, id, timeout, build).await
+}
+
+/// `deliver_to_master`, trying for `patience` in all.
+async fn deliver_to_master_within<F>(
+    patience: Duration,
+    report: &'static str,
+    id: &(dyn std::fmt::Display + Sync),
+    timeout: Duration,
+    build: F,
+) where
+    F: Fn(RpcReplyPort<Received>) -> MasterMsg,
+{
+    let give_up = tokio::time::Instant::now() + patience;
     let mut delay = Duration::from_millis(50);
     loop {
         let left = give_up.saturating_duration_since(tokio::time::Instant::now());
