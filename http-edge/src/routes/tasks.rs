@@ -248,7 +248,8 @@ async fn list(
             .transpose()
     };
     let filter = TaskFilter {
-        worker: q.get("worker").cloned(),
+        // Names are stored trimmed (the create trims them), so the filter is too.
+        worker: q.get("worker").map(|w| w.trim().to_string()),
         status,
         from: time("from")?,
         to: time("to")?,
