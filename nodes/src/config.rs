@@ -66,6 +66,10 @@ pub struct ClusterArgs {
     /// The cluster's CA certificate (PEM): peers must present a certificate it signed.
     #[arg(long, env = "TROUPE_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+    /// A peer that answers no liveness ping (one a second) for this long is taken for hung and
+    /// its session dropped, so its actors leave their groups and its work goes elsewhere.
+    #[arg(long, env = "TROUPE_HUNG_PEER_AFTER", default_value = "3s", value_parser = parse_duration)]
+    pub hung_peer_after: Duration,
     /// How long a peer may take from connecting to a finished TLS handshake.
     #[arg(long, env = "TROUPE_TLS_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,

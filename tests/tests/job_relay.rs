@@ -273,6 +273,68 @@ async fn a_wait_that_runs_out_answers_202_with_the_job_id_every_time() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stale_copy_of_a_job_still_running_elsewhere_is_removed_once_it_is_done() {
+    let mut c = TestCluster::new();
+    // The master keeps a frozen node's session (and the job on it) for the whole test.
+    c.start_node(
+        "n1",
+        &["master"],
+        &[],
+        &["--job-lease", "10m", "--hung-peer-after", "10m"],
+    );
+    c.start_node("n2", &["worker"], &["w2"], &[]);
+    c.start_edge(&[]);
+    c.wait_groups(JOB_GROUPS).await;
+    let (s, b) = c
+        .post_json("/jobs?wait=true", json!({"text": "warm"}))
+        .await;
+    assert_eq!((s, b["node"].as_str()), (200, Some("n2")), "{b}");
+
+    c.freeze("n2").await;
+    let (s, b) = c.post_json("/jobs", json!({"text": "the real one"})).await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["job_id"].as_str().unwrap().to_string();
+    assert_eq!(job_status(&c, &id).await["status"], "running");
+
+    // n3 comes back holding a copy of that job, as a crash between writing and reporting
+    // leaves one (the job was then sent to n2).
+    let stale = c.data_dir("n3").join("files").join(format!("{id}.txt"));
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "a stale copy").unwrap();
+    c.start_node("n3", &["worker"], &["w3"], &[]);
+    eventually(
+        Duration::from_secs(30),
+        "n3 keeps its copy while the job runs",
+        || async {
+            c.log("n3")
+                .lines()
+                .any(|l| l.contains("keeping this copy") && l.contains(&id))
+        },
+    )
+    .await;
+    assert_eq!(job_status(&c, &id).await["status"], "running");
+    assert!(stale.exists());
+
+    c.send_signal("n2", Signal::SIGCONT);
+    wait_all_done(&c, std::slice::from_ref(&id), Duration::from_secs(30)).await;
+    assert_eq!(job_status(&c, &id).await["node"], "n2");
+    eventually(
+        Duration::from_secs(30),
+        "one file for the job in the whole cluster",
+        || async { !stale.exists() },
+    )
+    .await;
+    let copies: Vec<String> = ["n1", "n2", "n3"]
+        .iter()
+        .flat_map(|n| job_files(&c.data_dir(n)))
+        .filter(|f| f == &id)
+        .collect();
+    assert_eq!(copies.len(), 1);
+    let text = std::fs::read_to_string(c.data_dir("n2").join(format!("files/{id}.txt")));
+    assert_eq!(text.unwrap(), "the real one");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_edge_and_nodes_with_exit_code_zero() {
     let mut c = TestCluster::new();
     c.start_node("n1", &["master"], &[], &[]);
