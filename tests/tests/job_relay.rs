@@ -335,6 +335,38 @@ async fn a_stale_copy_of_a_job_still_running_elsewhere_is_removed_once_it_is_don
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn any_text_within_the_limit_is_taken_however_its_body_encodes_it() {
+    const LIMIT: usize = 1024 * 1024;
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master", "worker"], &["w"], &[]);
+    c.start_edge(&[]);
+    c.wait_groups(JOB_GROUPS).await;
+
+    // JSON escapes each control character as \u0001: a 6 MiB body for a 1 MiB text.
+    let text = "\u{1}".repeat(LIMIT);
+    let (s, b) = c.post_json("/jobs?wait=true", json!({"text": text})).await;
+    assert_eq!(s, 200, "{b}");
+    let written = std::fs::read(c.data_dir("n1").join(b["file"].as_str().unwrap())).unwrap();
+    assert!(written.len() == LIMIT && written.iter().all(|&b| b == 1));
+    // One byte more is the relay's own refusal of the text, not the body limit's.
+    let (s, b) = c
+        .post_json("/jobs", json!({"text": "\u{1}".repeat(LIMIT + 1)}))
+        .await;
+    assert_eq!(s, 413, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("the limit is"), "{b}");
+
+    // A form field percent-encodes each '/' in 3 bytes.
+    let r = c
+        .client
+        .post(c.url("/jobs"))
+        .form(&[("text", "/".repeat(LIMIT))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_edge_and_nodes_with_exit_code_zero() {
     let mut c = TestCluster::new();
     c.start_node("n1", &["master"], &[], &[]);

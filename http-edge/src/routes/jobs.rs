@@ -27,9 +27,13 @@ use crate::AppState;
 /// How long a `wait=true` that ran out may spend asking the job's status before answering.
 const STATUS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn router() -> Router<AppState> {
+/// `body_limit` replaces the edge's body limit on `POST /jobs` (`EdgeConfig::jobs_body_bytes`).
+pub fn router(body_limit: usize) -> Router<AppState> {
     Router::new()
-        .route("/jobs", post(submit))
+        .route(
+            "/jobs",
+            post(submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
         .route("/jobs/{id}", get(job))
 }
 
@@ -91,7 +95,7 @@ async fn submit(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             JobsError::TooLarge(format!(
                 "request body is over {} bytes",
-                state.config.max_body_bytes
+                state.config.jobs_body_bytes()
             ))
         } else {
             JobsError::BadInput {
