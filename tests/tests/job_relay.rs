@@ -166,7 +166,11 @@ async fn jobs_survive_sigkill_of_a_worker_node_with_one_file_each() {
     let mut pending = futures::stream::FuturesUnordered::new();
     for i in 0..total {
         if i == total / 3 {
-            // Kill mid-stream: some jobs are in flight on n3, some written but not reported.
+            // Frozen first, so that the jobs sent to n3 from now on are still in flight there
+            // when it dies (a running n3 would finish them in a millisecond).
+            c.freeze("n3").await;
+        }
+        if i == total / 2 {
             c.kill("n3");
         }
         let client = c.client.clone();
@@ -192,6 +196,11 @@ async fn jobs_survive_sigkill_of_a_worker_node_with_one_file_each() {
     }
     let id_list: Vec<String> = ids.iter().map(|(_, id)| id.clone()).collect();
     wait_all_done(&c, &id_list, Duration::from_secs(60)).await;
+    // The jobs n3 took with it were sent again, not lost and not left to their lease.
+    assert!(
+        c.log("n1").contains("re-sending jobs: its worker left"),
+        "the master never re-sent a job"
+    );
 
     // n3 comes back and removes copies of jobs the master recorded elsewhere.
     c.restart("n3");
@@ -223,12 +232,21 @@ async fn the_masters_node_killed_and_restarted_loses_no_accepted_job() {
     c.start_node("n2", &["worker"], &["w"], &[]);
     c.start_edge(&["--call-timeout", "2s"]);
     c.wait_groups(JOB_GROUPS).await;
+    // Done on the worker: the master has it, so the jobs below are sent out to it.
+    let (s, first) = c.post_json("/jobs?wait=true", json!({"text": "t"})).await;
+    assert_eq!(s, 200, "{first}");
 
+    // A frozen worker finishes nothing: every job below is unfinished when the master dies,
+    // sent to the worker or back in the queue once the master gives the worker up.
+    c.freeze("n2").await;
     let mut ids = Vec::new();
     for i in 0..50 {
         let (s, b) = c.post_json("/jobs", json!({"text": format!("t{i}")})).await;
         assert_eq!(s, 202, "{b}");
         ids.push(b["job_id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        assert_ne!(job_status(&c, id).await["status"], "done");
     }
     c.kill("n1");
 
@@ -240,11 +258,17 @@ async fn the_masters_node_killed_and_restarted_loses_no_accepted_job() {
     assert!(start.elapsed() < Duration::from_secs(3));
 
     c.restart("n1");
-    c.wait_groups(JOB_GROUPS).await;
+    c.wait_groups(&["troupe.master"]).await;
+    assert!(
+        c.log("n1").contains("resuming unfinished jobs jobs=50"),
+        "the restarted master did not say it resumed the 50 jobs"
+    );
+    c.send_signal("n2", Signal::SIGCONT);
     wait_all_done(&c, &ids, Duration::from_secs(60)).await;
     let mut files = job_files(&c.data_dir("n2"));
     files.sort();
     let mut expected = ids.clone();
+    expected.push(first["job_id"].as_str().unwrap().to_string());
     expected.sort();
     assert_eq!(files, expected);
 }
@@ -417,7 +441,7 @@ async fn jobs_on_a_hung_worker_node_go_to_another_worker_long_before_their_lease
     })
     .await;
 
-    c.send_signal("n3", Signal::SIGSTOP);
+    c.freeze("n3").await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let (s, b) = c.post_json("/jobs", json!({"text": format!("h{i}")})).await;
