@@ -93,7 +93,7 @@ pub struct NodeArgs {
     pub name: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Service roles this node runs: master, worker.
+    /// Service roles this node runs: master, scheduler, listing, user, events, geo, worker.
     #[arg(
         long,
         env = "TROUPE_ROLES",
@@ -330,5 +330,20 @@ mod tests {
         };
         assert_eq!(n.cluster.seeds.len(), 2);
         assert_eq!(n.roles, vec!["master", "worker"]);
+    }
+
+    #[test]
+    fn roles_help_names_every_role() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let node = cli.find_subcommand_mut("node").unwrap();
+        let roles = node
+            .get_arguments()
+            .find(|a| a.get_id() == "roles")
+            .unwrap();
+        let help = roles.get_help().unwrap().to_string();
+        for role in crate::roles::KNOWN_ROLES {
+            assert!(help.contains(role), "--roles help misses {role}: {help}");
+        }
     }
 }
