@@ -22,6 +22,9 @@ pub enum CallError {
 
 static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
 
+/// How much longer than the caller's deadline a reply port stays open (see `call_member`).
+const REPLY_PORT_SLACK: Duration = Duration::from_secs(1);
+
 /// One member of `group`: a local one when there is one (no network hop), else the next remote
 /// one in turn.
 pub fn pick_member(group: &str) -> Option<ActorCell> {
@@ -62,14 +65,27 @@ where
     F: FnOnce(RpcReplyPort<T>) -> M,
 {
     let actor: ActorRef<M> = member.into();
-    // The outer timeout also bounds the send itself, which a stuck session could stall.
-    let outcome = tokio::time::timeout(timeout, actor.call(build, Some(timeout))).await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The outer timeout is the deadline; it also bounds the send, which a stuck session could
+    // stall. The reply port itself lives a little longer: for a remote member ractor_cluster
+    // bridges the reply through tasks that drop the port when the port's own timeout runs out,
+    // which at the same instant as ours would show a slow answer as a lost actor.
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        actor.call(build, Some(timeout + REPLY_PORT_SLACK)),
+    )
+    .await;
+    let timed_out = || CallError::Timeout {
+        group: group.to_string(),
+        timeout,
+    };
     match outcome {
         Ok(Ok(CallResult::Success(reply))) => Ok(reply),
-        Ok(Ok(CallResult::Timeout)) | Err(_) => Err(CallError::Timeout {
-            group: group.to_string(),
-            timeout,
-        }),
+        Ok(Ok(CallResult::Timeout)) | Err(_) => Err(timed_out()),
+        // A port dropped at or past the deadline is the deadline, whoever noticed it first.
+        Ok(Ok(CallResult::SenderError)) | Ok(Err(_)) if tokio::time::Instant::now() >= deadline => {
+            Err(timed_out())
+        }
         Ok(Ok(CallResult::SenderError)) | Ok(Err(_)) => Err(CallError::Gone {
             group: group.to_string(),
         }),

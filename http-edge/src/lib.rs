@@ -38,8 +38,26 @@ pub struct EdgeConfig {
     pub request_timeout: Duration,
     /// Largest job text accepted (bytes).
     pub max_text_bytes: usize,
-    /// Largest request body accepted (bytes).
+    /// Largest request body accepted (bytes), except on `POST /jobs` (see `jobs_body_bytes`).
     pub max_body_bytes: usize,
+}
+
+/// Room in a `POST /jobs` body for what is not the text: the JSON object around it, `wait`,
+/// or other form fields.
+const JOBS_BODY_SLACK: usize = 64 * 1024;
+
+impl EdgeConfig {
+    /// The body limit of `POST /jobs`, from the text limit: any text within `max_text_bytes`
+    /// fits however its client encodes it, so the relay's own text limit answers (413 naming
+    /// the text) rather than the body limit. The worst encodings take 6 bytes per byte of text
+    /// (JSON escapes a control character as `\u00XX`; form encoding takes 3 per byte, and
+    /// `ensure_ascii` JSON 2 to 3 per byte of non-ASCII text).
+    pub fn jobs_body_bytes(&self) -> usize {
+        self.max_text_bytes
+            .saturating_mul(6)
+            .saturating_add(JOBS_BODY_SLACK)
+            .max(self.max_body_bytes)
+    }
 }
 
 impl Default for EdgeConfig {
@@ -89,7 +107,7 @@ pub fn public_router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(routes::health::router())
         .merge(routes::metrics::router())
-        .merge(routes::jobs::router())
+        .merge(routes::jobs::router(state.config.jobs_body_bytes()))
         .merge(routes::public_api::router())
         .merge(routes::questions::router())
         .merge(routes::tasks::router())
@@ -130,4 +148,38 @@ fn with_edge_layers(
             },
         ))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bodies of the largest text in its most expensive encodings all fit `/jobs`'s limit.
+    #[test]
+    fn the_jobs_body_limit_fits_any_encoding_of_a_text_within_the_limit() {
+        let config = EdgeConfig::default();
+        let n = config.max_text_bytes;
+        let json = |text: String| {
+            serde_json::to_vec(&serde_json::json!({"text": text, "wait": true}))
+                .unwrap()
+                .len()
+        };
+        let control = json("\u{1}".repeat(n));
+        // What Python's json.dumps sends by default: \ud83d\ude00 (12 bytes) for 4.
+        let escaped_astral = 12 * (n / 4) + 30;
+        let form = 3 * n + "text=&wait=true".len();
+        for size in [control, escaped_astral, form] {
+            assert!(
+                size <= config.jobs_body_bytes(),
+                "{size} > {}",
+                config.jobs_body_bytes()
+            );
+        }
+        // Never below the limit of every other route.
+        let big = EdgeConfig {
+            max_text_bytes: 10,
+            ..EdgeConfig::default()
+        };
+        assert_eq!(big.jobs_body_bytes(), big.max_body_bytes);
+    }
 }

@@ -32,8 +32,6 @@ use crate::tls::{self, NodeTls, TlsFiles};
 
 const PING_EVERY: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_secs(1);
-/// Missed pings in a row after which a peer is taken for hung and its session dropped.
-const PINGS_MISSED_LIMIT: u32 = 3;
 const REDIAL_MAX: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +51,8 @@ pub struct ClusterOptions {
     pub seeds: Vec<String>,
     /// Mutual TLS between members; plaintext (cookie only) when `None`.
     pub tls: Option<TlsFiles>,
+    /// A peer that answers no ping for this long is taken for hung and its session dropped.
+    pub hung_peer_after: Duration,
 }
 
 pub struct Cluster {
@@ -178,7 +178,10 @@ impl Cluster {
                 changed.clone(),
             )));
         }
-        tasks.push(tokio::spawn(ping_peers(sessions)));
+        let missed_limit = (opts.hung_peer_after.as_secs_f64() / PING_EVERY.as_secs_f64())
+            .ceil()
+            .max(1.0) as u32;
+        tasks.push(tokio::spawn(ping_peers(sessions, missed_limit)));
         Ok(Self {
             membership,
             server,
@@ -311,7 +314,7 @@ async fn keep_dialing(
 }
 
 /// Pings every remote node-info actor; drops the session of a peer that stopped answering.
-async fn ping_peers(sessions: Arc<Mutex<Sessions>>) {
+async fn ping_peers(sessions: Arc<Mutex<Sessions>>, missed_limit: u32) {
     let mut missed: HashMap<u64, u32> = HashMap::new();
     let mut tick = tokio::time::interval(PING_EVERY);
     loop {
@@ -334,7 +337,7 @@ async fn ping_peers(sessions: Arc<Mutex<Sessions>>) {
             }
             let n = missed.entry(node_id).or_default();
             *n += 1;
-            if *n >= PINGS_MISSED_LIMIT {
+            if *n >= missed_limit {
                 missed.remove(&node_id);
                 let session = sessions
                     .lock()

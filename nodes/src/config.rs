@@ -66,6 +66,10 @@ pub struct ClusterArgs {
     /// The cluster's CA certificate (PEM): peers must present a certificate it signed.
     #[arg(long, env = "TROUPE_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+    /// A peer that answers no liveness ping (one a second) for this long is taken for hung and
+    /// its session dropped, so its actors leave their groups and its work goes elsewhere.
+    #[arg(long, env = "TROUPE_HUNG_PEER_AFTER", default_value = "3s", value_parser = parse_duration)]
+    pub hung_peer_after: Duration,
     /// How long a peer may take from connecting to a finished TLS handshake.
     #[arg(long, env = "TROUPE_TLS_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,
@@ -89,7 +93,7 @@ pub struct NodeArgs {
     pub name: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Service roles this node runs: master, worker.
+    /// Service roles this node runs: master, scheduler, listing, user, events, geo, worker.
     #[arg(
         long,
         env = "TROUPE_ROLES",
@@ -328,5 +332,20 @@ mod tests {
         };
         assert_eq!(n.cluster.seeds.len(), 2);
         assert_eq!(n.roles, vec!["master", "worker"]);
+    }
+
+    #[test]
+    fn roles_help_names_every_role() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        let node = cli.find_subcommand_mut("node").unwrap();
+        let roles = node
+            .get_arguments()
+            .find(|a| a.get_id() == "roles")
+            .unwrap();
+        let help = roles.get_help().unwrap().to_string();
+        for role in crate::roles::KNOWN_ROLES {
+            assert!(help.contains(role), "--roles help misses {role}: {help}");
+        }
     }
 }

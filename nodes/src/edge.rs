@@ -20,6 +20,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         cookie,
         seeds: args.cluster.seeds.clone(),
         tls: args.cluster.tls_files(),
+        hung_peer_after: args.cluster.hung_peer_after,
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -55,6 +55,7 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
         cookie,
         seeds: args.cluster.seeds.clone(),
         tls: args.cluster.tls_files(),
+        hung_peer_after: args.cluster.hung_peer_after,
     })
     .await
     .map_err(|e| e.to_string())?;

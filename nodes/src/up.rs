@@ -3,16 +3,27 @@
 //! Children run in their own process group, so a terminal's Ctrl-C reaches only this process;
 //! it then stops the edge first (no new requests), then the nodes from last to first (workers
 //! drain while the master still records their reports). A child that dies is reported, not
-//! restarted: restarting crashed processes is the host supervisor's job.
+//! restarted: restarting crashed processes is the host supervisor's job. While the cluster is
+//! starting (until the edge reports it ready), a child that exits stops the whole cluster with
+//! an error naming it: a cluster missing a process would otherwise look as if it were running.
+//!
+//! Children's output passes through this process, each line prefixed with the child's name,
+//! so that interleaved logs stay readable and the last lines of a child that died can be
+//! quoted when reporting it.
 
+use std::collections::VecDeque;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::{ExitCode, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 use crate::config::UpArgs;
 use crate::signals;
@@ -100,7 +111,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
     let deadline = format!("{}ms", args.shutdown_deadline.as_millis());
     // The stand-in geolocation API, unless a real one was named: the cluster needs nothing
     // from outside.
-    let (geo_url, mut stub) = match &args.geo_url {
+    let (geo_url, stub) = match &args.geo_url {
         Some(url) => (url.clone(), None),
         None => {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -109,7 +120,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
             (format!("http://{addr}"), Some(spawn(cmd, "geoip-stub")?))
         }
     };
-    let mut nodes = Vec::new();
+    let mut procs: Vec<Proc> = stub.into_iter().collect();
     for (i, p) in plans.iter().enumerate() {
         let mut cmd = child_command(&exe, &cookie);
         cmd.arg("node")
@@ -138,7 +149,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         for earlier in &addrs[..i] {
             cmd.args(["--seed", &earlier.to_string()]);
         }
-        nodes.push((p.name.clone(), spawn(cmd, &p.name)?));
+        procs.push(spawn(cmd, &p.name)?);
     }
     let edge_cluster = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = child_command(&exe, &cookie);
@@ -158,7 +169,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         // Through the environment, so tokens do not show in the process list.
         cmd.env("TROUPE_API_TOKENS", args.api_tokens.join(","));
     }
-    let mut edge = spawn(cmd, "edge")?;
+    procs.push(spawn(cmd, "edge")?);
 
     println!("public http: {}", args.http);
     println!("internal http: {internal}");
@@ -178,21 +189,147 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
     println!("geo api: {geo_url}");
     println!("data: {}", args.data.display());
 
-    let sig = signals::shutdown_requested().await;
+    let signal = signals::shutdown_requested();
+    tokio::pin!(signal);
+    let ready = wait_ready(internal);
+    tokio::pin!(ready);
+    let mut starting = true;
+    let sig = loop {
+        tokio::select! {
+            sig = &mut signal => break sig,
+            (i, status) = first_exit(&mut procs) => {
+                let name = procs[i].name.clone();
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                procs[i].exited = true;
+                if starting {
+                    let last = procs[i].last_lines().await;
+                    stop_all(&mut procs, args.shutdown_deadline).await;
+                    return Err(format!(
+                        "{name} exited ({status}) while the cluster was starting, so the \
+                         cluster is stopped. Its last lines (each line of its log is prefixed \
+                         \"{name} | \" above):\n{last}"
+                    ));
+                }
+                tracing::error!(
+                    child = %name,
+                    %status,
+                    "exited; troupe up does not restart it (its log lines are prefixed \"{name} | \"); \
+                     run troupe up again on the same data dir to bring it back"
+                );
+                if procs.iter().all(|p| p.exited) {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            is_ready = &mut ready, if starting => {
+                starting = false;
+                if is_ready {
+                    tracing::info!("cluster ready");
+                } else {
+                    tracing::warn!(within = ?STARTUP_LIMIT, "the cluster is not ready yet; still running");
+                }
+            }
+        }
+    };
     tracing::info!(signal = sig, "stopping the cluster");
-    let grace = args.shutdown_deadline * 2 + Duration::from_secs(5);
-    let mut clean = stop(&mut edge, "edge", grace).await;
-    for (name, child) in nodes.iter_mut().rev() {
-        clean &= stop(child, name, grace).await;
-    }
-    if let Some(stub) = stub.as_mut() {
-        clean &= stop(stub, "geoip-stub", grace).await;
-    }
-    Ok(if clean {
+    Ok(if stop_all(&mut procs, args.shutdown_deadline).await {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long `troupe up` waits for the cluster to become ready; a child exiting before then
+/// stops the cluster.
+const STARTUP_LIMIT: Duration = Duration::from_secs(120);
+/// Lines of each child's output kept to quote when it dies.
+const TAIL_LINES: usize = 8;
+
+/// One child process and what is known of it.
+struct Proc {
+    name: String,
+    child: Child,
+    exited: bool,
+    /// Its last lines of output.
+    tail: Arc<Mutex<VecDeque<String>>>,
+    /// The tasks passing its stdout and stderr through.
+    forwarders: Vec<JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Its last lines, once what it wrote before exiting has been read.
+    async fn last_lines(&mut self) -> String {
+        self.flush_output().await;
+        let tail = self.tail.lock().expect("tail lock");
+        tail.iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits (briefly: a grandchild could hold the pipe) until its output has been passed on.
+    async fn flush_output(&mut self) {
+        let forwarders = std::mem::take(&mut self.forwarders);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            futures::future::join_all(forwarders),
+        )
+        .await;
+    }
+}
+
+/// The first child to exit among those still running; pending forever when none is.
+async fn first_exit(procs: &mut [Proc]) -> (usize, std::io::Result<ExitStatus>) {
+    let waits: Vec<_> = procs
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, p)| !p.exited)
+        // `Child::wait` is cancel safe: losing the race to a signal loses nothing.
+        .map(|(i, p)| Box::pin(async move { (i, p.child.wait().await) }))
+        .collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(waits).await.0
+}
+
+/// True once the edge's internal listener answers `GET /readyz` with 200; false if it does not
+/// within [`STARTUP_LIMIT`].
+async fn wait_ready(internal: SocketAddr) -> bool {
+    let deadline = tokio::time::Instant::now() + STARTUP_LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(true) = tokio::time::timeout(Duration::from_secs(2), readyz(internal)).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn readyz(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.is_ok() && &head[..] == b"HTTP/1.1 200"
+}
+
+/// Stops every child still running: the edge first (it is last in `procs`), then the nodes from
+/// last to first, then the geolocation stand-in. True when each exited 0 on its SIGTERM.
+async fn stop_all(procs: &mut [Proc], deadline: Duration) -> bool {
+    let grace = deadline * 2 + Duration::from_secs(5);
+    let mut clean = true;
+    // The stand-in, when there is one, is first in `procs` and stopped last: nodes use it.
+    for p in procs.iter_mut().rev() {
+        clean &= stop(p, grace).await;
+    }
+    for p in procs.iter_mut() {
+        p.flush_output().await;
+    }
+    clean
 }
 
 fn node_dir(data: &Path, name: &str) -> String {
@@ -203,17 +340,55 @@ fn child_command(exe: &Path, cookie: &str) -> Command {
     let mut cmd = Command::new(exe);
     cmd.env("TROUPE_COOKIE", cookie)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     cmd
 }
 
-fn spawn(mut cmd: Command, name: &str) -> Result<Child, String> {
-    cmd.spawn().map_err(|e| format!("cannot start {name}: {e}"))
+fn spawn(mut cmd: Command, name: &str) -> Result<Proc, String> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut forwarders = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        forwarders.push(tokio::spawn(forward(out, name.to_string(), tail.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        forwarders.push(tokio::spawn(forward(err, name.to_string(), tail.clone())));
+    }
+    Ok(Proc {
+        name: name.to_string(),
+        child,
+        exited: false,
+        tail,
+        forwarders,
+    })
+}
+
+/// Passes a child's output line by line to this process's stderr, prefixed with its name, and
+/// keeps its last lines.
+async fn forward(output: impl AsyncRead + Unpin, name: String, tail: Arc<Mutex<VecDeque<String>>>) {
+    let mut lines = BufReader::new(output).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        // Not `eprintln!`, which panics when stderr is gone: a lost line is no reason to stop.
+        let _ = writeln!(std::io::stderr().lock(), "{name} | {line}");
+        let mut tail = tail.lock().expect("tail lock");
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
 }
 
 /// SIGTERM, then wait for a clean exit; SIGKILL past `grace`. True when it exited 0.
-async fn stop(child: &mut Child, name: &str, grace: Duration) -> bool {
+async fn stop(proc: &mut Proc, grace: Duration) -> bool {
+    let (child, name) = (&mut proc.child, proc.name.as_str());
+    if proc.exited {
+        return false;
+    }
     if let Ok(Some(status)) = child.try_wait() {
         tracing::warn!(%name, %status, "had already exited");
         return false;

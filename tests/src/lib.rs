@@ -231,6 +231,22 @@ impl TestCluster {
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
     }
 
+    /// SIGSTOP, then waits until every thread of the process has stopped. The kernel stops
+    /// them one after another, so on a busy machine a thread can keep running (taking a message,
+    /// writing a file) for milliseconds after the signal was sent.
+    pub async fn freeze(&self, name: &str) {
+        self.send_signal(name, Signal::SIGSTOP);
+        let pid = self.procs[name]
+            .child
+            .as_ref()
+            .expect("process is running")
+            .id();
+        eventually(Duration::from_secs(10), "every thread stopped", || async {
+            all_threads_stopped(pid)
+        })
+        .await;
+    }
+
     pub fn wait_exit(&mut self, name: &str, within: Duration) -> ExitStatus {
         let proc = self.procs.get_mut(name).expect("known process");
         let mut child = proc.child.take().expect("process is running");
@@ -344,6 +360,21 @@ impl Drop for TestCluster {
             }
         }
     }
+}
+
+/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(|t| t.ok()).all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("T")
+        })
+    })
 }
 
 /// The exit status of `child` once it exits, or `None` if it is still running after `within`.

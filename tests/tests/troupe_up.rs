@@ -147,3 +147,55 @@ async fn up_runs_a_cluster_stops_on_ctrl_c_and_finds_its_data_again() {
     }
     assert!(interrupt_and_wait(&mut again).success());
 }
+
+#[test]
+fn up_stops_the_cluster_and_names_the_edge_when_the_edge_cannot_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let http = taken.local_addr().unwrap().port();
+    let (out, err) = (dir.path().join("up.out"), dir.path().join("up.err"));
+    let child = Command::new(troupe_bin())
+        .args(["up", "--nodes", "1", "--http", &format!("127.0.0.1:{http}")])
+        .args(["--internal-http", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .env_remove("TROUPE_COOKIE")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut up = Up {
+        child,
+        lines: Vec::new(),
+    };
+    let status = wait_child(&mut up.child, Duration::from_secs(60))
+        .expect("troupe up kept running without its edge");
+    assert!(!status.success());
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        stderr.contains("edge exited") && stderr.contains("while the cluster was starting"),
+        "{stderr}"
+    );
+    // The edge's own reason, quoted from its log.
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{http}")),
+        "{stderr}"
+    );
+    // The others were stopped: the ports of the node and the geolocation stand-in are free.
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    let ports: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("node n1: ")
+                .or_else(|| l.strip_prefix("geo api: http://"))
+        })
+        .map(|rest| rest.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 2, "{stdout}");
+    for addr in ports {
+        assert!(
+            std::net::TcpListener::bind(addr).is_ok(),
+            "{addr} is still taken"
+        );
+    }
+}

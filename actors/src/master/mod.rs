@@ -129,7 +129,11 @@ impl Actor for Master {
             // An active job's waiters are answered once its outcome is committed (`Settled`).
             MasterMsg::AwaitDone(id, reply) => {
                 if state.log.active.contains_key(&id) {
-                    state.waiters.entry(id).or_default().push(reply);
+                    let waiting = state.waiters.entry(id).or_default();
+                    // Callers whose deadline passed ask again (a worker holding a copy of a
+                    // long-running job does, every minute): forget the ones nobody hears.
+                    waiting.retain(|w| !w.is_closed());
+                    waiting.push(reply);
                 } else {
                     let _ = reply.send(JobLookup(state.log.view(&id)?));
                 }

@@ -5,7 +5,8 @@
 //! stops it, `Drain` makes it leave its groups, refuse new work and wait for running work (the
 //! supervisor's deadline bounds that), so reports and answers still reach their callers.
 //! When it starts, it removes files of jobs the master has recorded as done on another node:
-//! copies left by a crash between writing and reporting.
+//! copies left by a crash between writing and reporting. A copy of a job that is not finished
+//! yet is kept until the master records its outcome, then removed if that is elsewhere.
 
 pub mod files;
 pub mod messages;
@@ -15,13 +16,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use messages::*;
 
 use crate::groups;
-use crate::master::{JobFinished, JobStatus, MasterMsg, Received};
+use crate::master::{JobFinished, JobStatus, JobView, MasterMsg, Received};
 use crate::question::{self, Answer, Answered, QuestionConfig, QuestionError};
 use crate::rpc;
 use crate::scheduler::{TaskOutcome, TaskRun};
@@ -310,30 +312,92 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
     .await;
 }
 
+/// Settles every job file found at start against the master's record: a copy of a job the
+/// master recorded as done on another node is removed. A copy of a job that is not finished
+/// yet (say, re-sent elsewhere while this node was down) is kept until its outcome is
+/// recorded, then settled the same way, so the cluster ends with one file per job. Runs until
+/// every copy is settled or the worker stops.
 async fn remove_orphans(args: Arc<WorkerArgs>) {
-    let ids = files::job_ids_on_disk(&args.data_dir);
-    for id in ids {
-        let mut delay = Duration::from_millis(100);
-        let view = loop {
-            match rpc::call(
-                groups::MASTER,
-                |reply| MasterMsg::Get(id.clone(), reply),
-                args.call_timeout,
-            )
-            .await
-            {
-                Ok(found) => break found.0,
-                Err(_) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+    let mut unsettled = futures::stream::FuturesUnordered::new();
+    for id in files::job_ids_on_disk(&args.data_dir) {
+        let Some(view) = ask_master(&args, MasterAsk::Get, &id).await else {
+            continue;
+        };
+        if view.status.is_final() {
+            settle_copy(&args, &view);
+        } else {
+            tracing::info!(job = %id, status = view.status.as_str(), "keeping this copy until the master records the job as finished");
+            unsettled.push(watch_copy(args.clone(), id));
+        }
+    }
+    while unsettled.next().await.is_some() {}
+}
+
+/// Waits for an unfinished job's outcome, then settles this node's copy of it.
+async fn watch_copy(args: Arc<WorkerArgs>, id: String) {
+    loop {
+        let Some(view) = ask_master(&args, MasterAsk::AwaitDone, &id).await else {
+            return;
+        };
+        if view.status.is_final() {
+            settle_copy(&args, &view);
+            return;
+        }
+    }
+}
+
+fn settle_copy(args: &WorkerArgs, view: &JobView) {
+    if view.status == JobStatus::Done && view.node.as_deref() != Some(args.node.as_str()) {
+        tracing::info!(job = %view.job_id, "removing copy of a job recorded on {:?}", view.node);
+        if let Err(e) = files::remove_job_file(&args.data_dir, &view.job_id) {
+            tracing::warn!(job = %view.job_id, "cannot remove orphan: {e}");
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum MasterAsk {
+    /// The job as recorded now.
+    Get,
+    /// The job once it is final; the master holds the question until then.
+    AwaitDone,
+}
+
+/// How long one `AwaitDone` may be held by the master before it is asked again.
+const AWAIT_OUTCOME: Duration = Duration::from_secs(60);
+
+/// The master's record of a job (`None`: it knows no such job), asked until a master answers,
+/// with capped backoff between failed calls (a restarted master forgets held questions: the
+/// call fails and is asked again).
+async fn ask_master(args: &WorkerArgs, ask: MasterAsk, id: &str) -> Option<JobView> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let outcome = match ask {
+            MasterAsk::Get => {
+                rpc::call(
+                    groups::MASTER,
+                    |reply| MasterMsg::Get(id.to_string(), reply),
+                    args.call_timeout,
+                )
+                .await
+            }
+            MasterAsk::AwaitDone => {
+                rpc::call(
+                    groups::MASTER,
+                    |reply| MasterMsg::AwaitDone(id.to_string(), reply),
+                    AWAIT_OUTCOME,
+                )
+                .await
             }
         };
-        let Some(view) = view else { continue };
-        if view.status == JobStatus::Done && view.node.as_deref() != Some(args.node.as_str()) {
-            tracing::info!(job = %id, "removing copy of a job recorded on {:?}", view.node);
-            if let Err(e) = files::remove_job_file(&args.data_dir, &id) {
-                tracing::warn!(job = %id, "cannot remove orphan: {e}");
+        match outcome {
+            Ok(found) => return found.0,
+            // Not finished within this wait: just ask again.
+            Err(rpc::CallError::Timeout { .. }) if ask == MasterAsk::AwaitDone => {}
+            Err(e) => {
+                tracing::debug!(job = %id, "cannot ask the master yet: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

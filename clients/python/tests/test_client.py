@@ -80,6 +80,22 @@ def test_text_at_limit_is_accepted(client):
     assert job.status == "queued"
 
 
+def test_non_ascii_text_at_limit_is_written_and_one_byte_more_is_too_large(client, cluster):
+    # Two UTF-8 bytes per character: a text of exactly MAX_TEXT bytes. Escaped as \u00e9 it
+    # would be a 3 MiB body; sent as UTF-8 it is just over 1 MiB.
+    text = "é" * (MAX_TEXT // 2)
+    job = client.submit(text)
+    assert job.status == "queued"
+    job = wait_done(client, job.job_id)
+    assert job.status == "done", job
+    assert (cluster.data / job.node / job.file).read_text(encoding="utf-8") == text
+    with pytest.raises(PayloadTooLarge) as e:
+        client.submit(text + "x")
+    # The relay's own limit on the text answered, not the edge's limit on bodies.
+    assert e.value.field == "text"
+    assert "limit" in e.value.message
+
+
 def test_unknown_job_is_not_found(client):
     job_id = str(uuid.uuid4())
     with pytest.raises(NotFound) as e:

@@ -85,7 +85,9 @@ class Client:
         data = None
         headers = {"Accept": "application/json"}
         if payload is not None:
-            data = json.dumps(payload).encode("utf-8")
+            # Non-ASCII text as UTF-8, not \uXXXX escapes: those take 2 to 3 times the bytes,
+            # and a text within the server's limit could make a body past its body limit.
+            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
         try:

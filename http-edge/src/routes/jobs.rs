@@ -4,6 +4,7 @@
 //! at fault).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use troupe_actors::groups;
-use troupe_actors::master::{JobStatus, JobView, MasterMsg, NewJob};
+use troupe_actors::master::{JobLookup, JobStatus, JobView, MasterMsg, NewJob};
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 
@@ -23,9 +24,16 @@ use super::json_body::media_type;
 use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
+/// How long a `wait=true` that ran out may spend asking the job's status before answering.
+const STATUS_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `body_limit` replaces the edge's body limit on `POST /jobs` (`EdgeConfig::jobs_body_bytes`).
+pub fn router(body_limit: usize) -> Router<AppState> {
     Router::new()
-        .route("/jobs", post(submit))
+        .route(
+            "/jobs",
+            post(submit).layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
         .route("/jobs/{id}", get(job))
 }
 
@@ -87,7 +95,7 @@ async fn submit(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             JobsError::TooLarge(format!(
                 "request body is over {} bytes",
-                state.config.max_body_bytes
+                state.config.jobs_body_bytes()
             ))
         } else {
             JobsError::BadInput {
@@ -127,19 +135,52 @@ async fn submit(
     )
     .await;
     match waited {
-        Ok(found) => {
-            let view = found.0.unwrap_or(accepted);
+        Ok(JobLookup(Some(view))) if view.status.is_final() => {
             Ok((StatusCode::OK, Json(view_json(&view))).into_response())
         }
-        // The job is durably accepted; not finishing in time is not an error of the request.
-        Err(CallError::Timeout { .. }) => Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"job_id": accepted.job_id, "status": "queued",
-                        "message": "the job did not finish within the wait timeout"})),
+        Ok(_) => Ok(still_pending(&state, accepted, "the master lost track of the wait").await),
+        Err(CallError::Timeout { .. }) => Ok(still_pending(
+            &state,
+            accepted,
+            "the job did not finish within the wait timeout",
         )
-            .into_response()),
-        Err(e) => Err(e.into()),
+        .await),
+        Err(e) => Ok(still_pending(
+            &state,
+            accepted,
+            &format!("waiting for the job failed: {e}"),
+        )
+        .await),
     }
+}
+
+/// The answer to a `wait=true` whose wait ended without the job's outcome. The job is durably
+/// accepted, so this is never an error: a client told "503" would submit it again and the
+/// cluster would do it twice. It gets the job id (202) to poll with, and the job as the master
+/// knows it now, if it answers at once; the job may even have finished meanwhile.
+async fn still_pending(state: &AppState, accepted: JobView, why: &str) -> Response {
+    let known = rpc::call(
+        groups::MASTER,
+        |reply| MasterMsg::Get(accepted.job_id.clone(), reply),
+        state.config.call_timeout.min(STATUS_LOOKUP_TIMEOUT),
+    )
+    .await;
+    let status = match known {
+        Ok(JobLookup(Some(view))) if view.status.is_final() => {
+            return (StatusCode::OK, Json(view_json(&view))).into_response();
+        }
+        Ok(JobLookup(Some(view))) => view.status,
+        _ => accepted.status,
+    };
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "job_id": accepted.job_id,
+            "status": status.as_str(),
+            "message": format!("{why}; GET /jobs/{} tells when it is done", accepted.job_id),
+        })),
+    )
+        .into_response()
 }
 
 fn parse_submission(
@@ -327,7 +368,7 @@ pub fn docs() -> Vec<RouteDoc> {
             schema::object(
                 json!({
                     "job_id": schema::id(),
-                    "status": {"type": "string", "enum": ["queued"]},
+                    "status": {"type": "string", "enum": ["queued", "running"]},
                     "message": {"type": "string"},
                 }),
                 &["job_id", "status"],
