@@ -71,6 +71,11 @@ fn require_cookie(cluster: &config::ClusterArgs) -> Result<(), String> {
 
 /// Logs the resolved configuration, with secrets (cookie, API tokens) redacted.
 fn log_config(command: &Command) {
+    tracing::info!(config = %redacted(command), "troupe starting");
+}
+
+/// The configuration as `Debug` shows it, with every secret replaced.
+fn redacted(command: &Command) -> String {
     let mut shown = format!("{command:?}");
     let secrets: Vec<String> = match command {
         Command::Node(a) => a.cluster.cookie.iter().cloned().collect(),
@@ -84,8 +89,38 @@ fn log_config(command: &Command) {
         Command::Up(a) => a.api_tokens.clone(),
         Command::GeoipStub(_) => Vec::new(),
     };
+    // Replaced as the quoted literal `Debug` prints, so a short secret cannot mangle the words
+    // of the rest of the line (a cookie "e" would otherwise take every letter e with it).
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        shown = shown.replace(secret.as_str(), "<redacted>");
+        shown = shown.replace(&format!("{secret:?}"), "\"<redacted>\"");
     }
-    tracing::info!(config = %shown, "troupe starting");
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_nothing_else() {
+        let cli = Cli::try_parse_from([
+            "troupe",
+            "edge",
+            "--cookie",
+            "e",
+            "--api-token",
+            "tok3n",
+            "--seed",
+            "127.0.0.1:1",
+        ])
+        .unwrap();
+        let shown = redacted(&cli.command);
+        assert!(
+            !shown.contains("\"e\"") && !shown.contains("tok3n"),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("<redacted>").count(), 2, "{shown}");
+        // A short cookie does not take the letters of other fields with it.
+        assert!(shown.contains("seed"), "{shown}");
+    }
 }
