@@ -63,6 +63,36 @@ pub fn job_ids_on_disk(data_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A temporary file this old is a write a crash cut short: every live write renames its
+/// temporary file within moments. The age keeps a worker starting on a node from removing
+/// the temporary file of another worker's write in progress.
+pub const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes temporary files of writes that never finished (a crash between create and rename);
+/// returns how many.
+pub fn remove_abandoned_writes(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(FILES_DIR)) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let is_ours = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .is_some_and(valid_job_id);
+            let age = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            is_ours && age.is_some_and(|a| a >= ABANDONED_AFTER)
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 pub fn absolute(data_dir: &Path, relative: &str) -> PathBuf {
     data_dir.join(relative)
 }
@@ -70,6 +100,30 @@ pub fn absolute(data_dir: &Path, relative: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_old_temporary_files_of_jobs_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = dir.path().join(FILES_DIR);
+        std::fs::create_dir_all(&files).unwrap();
+        let old = uuid::Uuid::now_v7().to_string();
+        let fresh = uuid::Uuid::now_v7().to_string();
+        let long_ago = std::time::SystemTime::now() - 2 * ABANDONED_AFTER;
+        for (name, aged) in [
+            (format!(".{old}.tmp"), true),
+            (format!(".{fresh}.tmp"), false),
+            (".notes.tmp".to_string(), true),
+        ] {
+            let f = std::fs::File::create(files.join(&name)).unwrap();
+            if aged {
+                f.set_modified(long_ago).unwrap();
+            }
+        }
+        assert_eq!(remove_abandoned_writes(dir.path()), 1);
+        assert!(!files.join(format!(".{old}.tmp")).exists());
+        assert!(files.join(format!(".{fresh}.tmp")).exists());
+        assert!(files.join(".notes.tmp").exists());
+    }
 
     #[test]
     fn rewriting_a_job_keeps_one_file_with_the_last_text() {

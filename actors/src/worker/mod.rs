@@ -318,6 +318,13 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
 /// recorded, then settled the same way, so the cluster ends with one file per job. Runs until
 /// every copy is settled or the worker stops.
 async fn remove_orphans(args: Arc<WorkerArgs>) {
+    let abandoned = files::remove_abandoned_writes(&args.data_dir);
+    if abandoned > 0 {
+        tracing::info!(
+            files = abandoned,
+            "removed temporary files of writes a crash cut short"
+        );
+    }
     let mut unsettled = futures::stream::FuturesUnordered::new();
     for id in files::job_ids_on_disk(&args.data_dir) {
         let Some(view) = ask_master(&args, MasterAsk::Get, &id).await else {
