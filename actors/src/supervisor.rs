@@ -25,6 +25,16 @@ type StartFn = Arc<
 >;
 type DrainFn = Arc<dyn Fn(ActorCell) -> BoxFuture<'static, ()> + Send + Sync>;
 
+/// Why an actor could not start, without ractor's "Actor panicked during startup" wrapping
+/// (the reason is usually an error our `pre_start` returned, such as a store from a newer
+/// troupe, not a panic).
+pub fn startup_failure(e: &SpawnErr) -> String {
+    match e {
+        SpawnErr::StartupFailed(reason) => reason.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// How to (re)start one child.
 #[derive(Clone)]
 pub struct ChildSpec {
@@ -163,7 +173,7 @@ impl Actor for NodeSupervisor {
         for spec in args.children {
             let (cell, task) = (spec.start)(myself.get_cell())
                 .await
-                .map_err(|e| format!("cannot start {}: {e}", spec.name))?;
+                .map_err(|e| format!("cannot start {}: {}", spec.name, startup_failure(&e)))?;
             tracing::info!(child = %spec.name, "started");
             children.push(Child {
                 spec,

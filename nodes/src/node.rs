@@ -10,7 +10,7 @@ use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
 use troupe_actors::question::{self, QuestionConfig};
 use troupe_actors::scheduler::SchedulerConfig;
 use troupe_actors::supervisor::{
-    ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,
+    startup_failure, ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,
 };
 
 use crate::cluster::{Cluster, ClusterOptions};
@@ -71,7 +71,7 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
         },
     )
     .await
-    .map_err(|e| format!("node {} cannot start: {e}", args.name))?;
+    .map_err(|e| format!("node {} cannot start: {}", args.name, startup_failure(&e)))?;
     tracing::info!(node = %args.name, roles = ?args.roles, workers = ?workers, "node running");
 
     let code = tokio::select! {

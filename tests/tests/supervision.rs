@@ -282,3 +282,28 @@ async fn a_killed_master_comes_back_with_every_queued_job() {
     }
     sup.stop(None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_refuses_a_store_written_by_a_newer_troupe() {
+    let mut c = troupe_tests::TestCluster::new();
+    let data = c.data_dir("n1");
+    std::fs::create_dir_all(&data).unwrap();
+    // The user store as a future troupe would leave it: a higher schema version.
+    let user = troupe_actors::user::SCHEMA;
+    let future = Schema {
+        version: user.version + 1,
+        tables: user.tables,
+    };
+    drop(Store::open(&data.join("user.redb"), future).unwrap());
+    c.start_node("n1", &["user"], &[], &[]);
+    let exit = c.wait_exit("n1", Duration::from_secs(30));
+    assert!(!exit.success(), "{exit:?}");
+    let log = c.log("n1");
+    let expected = format!(
+        "has schema version {}, newer than the {} this troupe understands",
+        user.version + 1,
+        user.version
+    );
+    assert!(log.contains(&expected), "{log}");
+    assert!(!log.contains("panicked"), "no panic happened: {log}");
+}
