@@ -322,9 +322,16 @@ async fn on_child_down(
     myself.send_after(delay, move || SupervisorMsg::Restart(index));
 }
 
+/// Drains and stops every child, last started first, within `deadline` for all of them
+/// together: a node with many children still stops within its one shutdown deadline.
 async fn stop_children(state: &mut SupervisorState, deadline: Duration) {
     state.stopping = true;
+    let until = tokio::time::Instant::now() + deadline;
     for child in state.children.iter_mut().rev() {
+        // Past the budget, each child still gets a moment to stop before it is killed.
+        let deadline = until
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(100));
         if let (Some(drain), Some(cell)) = (&child.spec.drain, &child.cell) {
             tracing::info!(child = %child.spec.name, "draining");
             if tokio::time::timeout(deadline, drain(cell.clone()))

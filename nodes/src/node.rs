@@ -84,7 +84,9 @@ pub async fn run(args: NodeArgs) -> Result<ExitCode, String> {
             if stopped.is_err() {
                 tracing::warn!("supervisor did not stop within the deadline");
             }
-            let _ = supervisor_task.await;
+            if tokio::time::timeout(deadline, supervisor_task).await.is_err() {
+                tracing::warn!("supervisor still running after the deadline; leaving anyway");
+            }
             ExitCode::SUCCESS
         }
         reason = escalation => {
