@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use troupe_actors::membership::Membership;
+use troupe_actors::node_info::NodeInfo;
 
 pub use draining::Draining;
 
@@ -86,6 +87,9 @@ pub struct Shared {
     pub protection: Arc<protect::Protection>,
     pub http_metrics: metrics::HttpMetrics,
     pub user_cache: user_cache::UserCache,
+    /// What each node said of itself when it last answered `/cluster`'s question, so a node
+    /// that is down still shows its roles and workers.
+    pub last_known_nodes: std::sync::Mutex<std::collections::HashMap<String, NodeInfo>>,
 }
 
 impl AppState {

@@ -73,6 +73,7 @@ pub async fn run(args: EdgeArgs) -> Result<ExitCode, String> {
         protection,
         http_metrics: Default::default(),
         user_cache: Default::default(),
+        last_known_nodes: Default::default(),
     });
     let public = TcpListener::bind(args.http)
         .await

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{json, Value};
 use troupe_tests::{eventually, eventually_some, job_files, TestCluster};
 
 const JOB_GROUPS: &[&str] = &["troupe.master", "troupe.worker"];
@@ -561,4 +561,48 @@ async fn a_node_with_another_cookie_never_joins_and_gets_no_work() {
     assert!(!cluster.to_string().contains("intruder"), "{cluster}");
     assert_eq!(job_status(&c, &id).await["status"], "queued");
     assert!(job_files(&c.data_dir("intruder")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cluster_view_keeps_a_down_node_with_its_roles_and_workers() {
+    let mut c = TestCluster::new();
+    c.start_node("n1", &["master"], &[], &[]);
+    c.start_node("n2", &["worker"], &["w2"], &[]);
+    c.start_edge(&[]);
+    c.wait_workers(1).await;
+    let node = |cluster: &Value, name: &str| {
+        cluster["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let up = eventually_some(Duration::from_secs(20), "n2 listed up", || async {
+        let (_, cluster) = c.get_json("/cluster").await;
+        (node(&cluster, "n2")["status"] == "up").then_some(cluster)
+    })
+    .await;
+    assert_eq!(node(&up, "n2")["roles"], json!(["worker"]), "{up}");
+    assert_eq!(
+        up["workers"],
+        json!([{"name": "w2", "node": "n2", "status": "up"}])
+    );
+
+    c.kill("n2");
+    let down = eventually_some(Duration::from_secs(20), "n2 listed down", || async {
+        let (_, cluster) = c.get_json("/cluster").await;
+        (node(&cluster, "n2")["status"] == "down").then_some(cluster)
+    })
+    .await;
+    // Down, but still known for what it runs: its roles, and its worker marked down.
+    assert_eq!(node(&down, "n2")["roles"], json!(["worker"]), "{down}");
+    assert_eq!(
+        down["workers"],
+        json!([{"name": "w2", "node": "n2", "status": "down"}])
+    );
+    assert!(down["groups"]["troupe.worker"]
+        .as_array()
+        .is_none_or(Vec::is_empty));
 }

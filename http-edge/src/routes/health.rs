@@ -70,19 +70,27 @@ async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
         (node_id, info)
     }))
     .await;
-    let by_name: HashMap<String, NodeInfo> = infos
-        .iter()
-        .filter_map(|(_, i)| i.clone().map(|i| (i.name.clone(), i)))
-        .collect();
+    let by_name: HashMap<String, NodeInfo> = {
+        // Nodes that answered now, over what the others said when they last could.
+        let mut known = state
+            .last_known_nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for info in infos.iter().filter_map(|(_, i)| i.clone()) {
+            known.insert(info.name.clone(), info);
+        }
+        known.clone()
+    };
     let node_of: HashMap<u64, String> = infos
         .iter()
         .filter_map(|(id, i)| i.as_ref().map(|i| (*id, i.name.clone())))
         .collect();
 
-    let nodes: Vec<Value> = state
-        .membership
-        .snapshot()
-        .into_iter()
+    let peers = state.membership.snapshot();
+    let up: HashMap<&str, bool> = peers.iter().map(|p| (short_name(&p.name), p.up)).collect();
+    let nodes: Vec<Value> = peers
+        .iter()
+        .cloned()
         .map(|p| {
             let info = by_name.get(short_name(&p.name));
             json!({
@@ -112,12 +120,15 @@ async fn cluster(State(state): State<AppState>) -> impl IntoResponse {
             .collect();
         group_map.insert(group, members);
     }
+    // Workers of a node that is down stay listed (their tasks wait for them), marked down.
     let mut workers: Vec<Value> = by_name
         .values()
+        .filter(|i| up.contains_key(i.name.as_str()))
         .flat_map(|i| {
+            let status = if up[i.name.as_str()] { "up" } else { "down" };
             i.workers
                 .iter()
-                .map(|w| json!({"name": w, "node": i.name}))
+                .map(|w| json!({"name": w, "node": i.name, "status": status}))
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -147,8 +158,12 @@ pub fn docs() -> Vec<RouteDoc> {
         &["node", "actor"],
     );
     let worker = schema::object(
-        json!({"name": {"type": "string"}, "node": {"type": "string"}}),
-        &["name", "node"],
+        json!({
+            "name": {"type": "string"},
+            "node": {"type": "string"},
+            "status": {"type": "string", "enum": ["up", "down"], "description": "its node's"},
+        }),
+        &["name", "node", "status"],
     );
     vec![
         RouteDoc::new(
