@@ -45,6 +45,8 @@ mod procs;
 mod report;
 #[path = "troupe/rss.rs"]
 mod rss;
+#[path = "troupe/scheduled.rs"]
+mod scheduled;
 #[path = "troupe/targets.rs"]
 mod targets;
 
@@ -73,6 +75,7 @@ pub const EVENTS_PACED: &str = "POST /event/submit/ at 200/s, API stalling 10% o
 pub const SEARCH: &str = "POST /api/v1/json search";
 pub const TASKS_POST: &str = "POST /api/tasks";
 pub const TASKS_GET: &str = "GET /api/tasks?page_size=10";
+pub const TASK_TIMERS: &str = "scheduled task, 10/s: start to SUCCEEDED";
 
 /// Data created before the listings are read: a page of 10 then embeds several users.
 const SEED_USERS: u64 = 50;
@@ -153,6 +156,7 @@ fn needs_cluster(opts: &Options) -> bool {
         SEARCH,
         TASKS_POST,
         TASKS_GET,
+        TASK_TIMERS,
         IDLE,
     ]
     .iter()
@@ -225,6 +229,16 @@ async fn cluster_scenarios(opts: &Options, bin: &Path, report: &mut Report) -> R
     ];
     for (name, build, baseline) in scenarios {
         cluster_http(opts, &mut cluster, report, name, build, baseline).await?;
+    }
+    if opts.selects(TASK_TIMERS) {
+        eprintln!("running {TASK_TIMERS} ...");
+        cluster.reset_rss_peaks();
+        let result = scheduled::run(&cluster.client, &base).await?;
+        cluster.check_alive()?;
+        let rss = cluster.rss_peaks();
+        report
+            .rows
+            .push(row(TASK_TIMERS, "tasks/s", &result, rss, None));
     }
     Ok(())
 }

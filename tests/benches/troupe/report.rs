@@ -23,6 +23,7 @@ pub struct Figures {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
+    pub max_ms: Option<f64>,
     pub ok: u64,
     pub errors: u64,
     pub first_error: Option<String>,
@@ -35,6 +36,7 @@ impl From<&LoadResult> for Figures {
             p50_ms: r.quantile_ms(0.5),
             p99_ms: r.quantile_ms(0.99),
             p999_ms: r.quantile_ms(0.999),
+            max_ms: r.quantile_ms(1.0),
             ok: r.ok,
             errors: r.errors,
             first_error: r.first_error.clone(),
@@ -171,7 +173,7 @@ fn row_json(row: &Row) -> Value {
     let figures = row.figures.as_ref().map(|f| {
         json!({
             "rate_per_s": f.rate, "unit": row.unit,
-            "p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "p999_ms": f.p999_ms,
+            "p50_ms": f.p50_ms, "p99_ms": f.p99_ms, "p999_ms": f.p999_ms, "max_ms": f.max_ms,
             "ok": f.ok, "errors": f.errors, "first_error": f.first_error,
         })
     });

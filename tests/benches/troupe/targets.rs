@@ -1,7 +1,7 @@
 //! The project's performance targets, checked against this run's figures.
 
 use crate::report::{Report, Target};
-use crate::{rpc_name, IDLE, LISTINGS_GET, LISTINGS_POST, USERS_POST};
+use crate::{rpc_name, IDLE, LISTINGS_GET, LISTINGS_POST, TASK_TIMERS, USERS_POST};
 
 pub fn evaluate(report: &Report, conns: usize) -> Vec<Target> {
     let mut targets = vec![
@@ -12,6 +12,7 @@ pub fn evaluate(report: &Report, conns: usize) -> Vec<Target> {
         targets.push(ratio_at_least(report, post, 10.0, "1-fsync redb"));
         targets.push(p99_at_most(report, post, 20.0, conns));
     }
+    targets.push(within(report, TASK_TIMERS, 100.0));
     targets.push(rate_at_least(report, &rpc_name(true, conns), 50_000.0));
     targets.push(rate_at_least(report, &rpc_name(false, conns), 1_000_000.0));
     targets.push(rss_at_most(report, IDLE, "idle RSS", 30.0));
@@ -67,6 +68,26 @@ fn p99_at_most(report: &Report, scenario: &str, max_ms: f64, conns: usize) -> Ta
             measured: format!("{p99:.2} ms"),
             met: Some(p99 <= max_ms),
         },
+        None => not_run(target),
+    }
+}
+
+/// Every one of a scenario's operations succeeded, the slowest within `max_ms`.
+fn within(report: &Report, scenario: &str, max_ms: f64) -> Target {
+    let target = format!("{scenario}: every task, at most {max_ms} ms late");
+    match report.row(scenario).and_then(|r| r.figures.as_ref()) {
+        Some(f) => {
+            let max = f.max_ms.unwrap_or(f64::INFINITY);
+            Target {
+                target,
+                measured: format!(
+                    "max {max:.1} ms, {} failed of {}",
+                    f.errors,
+                    f.ok + f.errors
+                ),
+                met: Some(f.errors == 0 && max <= max_ms),
+            }
+        }
         None => not_run(target),
     }
 }
