@@ -447,3 +447,20 @@ pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
         ..proptest::test_runner::Config::default()
     }
 }
+
+/// Stops an actor and returns only once its task has ended, so what it held (its redb file) is
+/// free for the next incarnation; each step within `within`.
+pub async fn stop_actor<M: ractor::Message>(
+    actor: ractor::ActorRef<M>,
+    task: ractor::concurrency::JoinHandle<()>,
+    within: Duration,
+) {
+    actor
+        .stop_and_wait(None, Some(within))
+        .await
+        .expect("actor stops");
+    tokio::time::timeout(within, task)
+        .await
+        .expect("actor task ends in time")
+        .expect("actor task did not panic");
+}

@@ -218,16 +218,8 @@ async fn start<A: Actor>(actor: A, args: A::Arguments) -> (ActorRef<A::Msg>, Joi
     Actor::spawn(None, actor, args).await.expect("actor starts")
 }
 
-/// Returns only once the actor's task has ended, so its redb file is closed for the next one.
 async fn stop<M: Message>(actor: ActorRef<M>, task: JoinHandle<()>) {
-    actor
-        .stop_and_wait(None, Some(CALL_TIMEOUT))
-        .await
-        .expect("actor stops");
-    tokio::time::timeout(CALL_TIMEOUT, task)
-        .await
-        .expect("actor task ends in time")
-        .expect("actor task did not panic");
+    troupe_tests::stop_actor(actor, task, CALL_TIMEOUT).await;
 }
 
 async fn ask<M: Message, T: Send + 'static>(

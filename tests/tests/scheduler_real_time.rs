@@ -104,16 +104,8 @@ async fn start(path: &Path, deadline: Duration) -> (ActorRef<SchedulerMsg>, Join
     (actor, task, epoch)
 }
 
-/// Returns only once the actor's task has ended, so its redb file is closed for the next one.
 async fn stop(actor: ActorRef<SchedulerMsg>, task: JoinHandle<()>) {
-    actor
-        .stop_and_wait(None, Some(CALL_TIMEOUT))
-        .await
-        .expect("scheduler stops");
-    tokio::time::timeout(CALL_TIMEOUT, task)
-        .await
-        .expect("scheduler task ends in time")
-        .expect("scheduler task did not panic");
+    troupe_tests::stop_actor(actor, task, CALL_TIMEOUT).await;
 }
 
 async fn ask<T: Send + 'static>(
