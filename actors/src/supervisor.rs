@@ -322,32 +322,35 @@ async fn on_child_down(
     myself.send_after(delay, move || SupervisorMsg::Restart(index));
 }
 
-/// Drains and stops every child, last started first, within `deadline` for all of them
-/// together: a node with many children still stops within its one shutdown deadline.
+/// Drains every child that drains, all at once, then stops every child, last started first;
+/// all of it within `deadline`. The drains run together so that each worker leaves its groups
+/// at the same moment and one slow worker cannot use up the time of the others.
 async fn stop_children(state: &mut SupervisorState, deadline: Duration) {
     state.stopping = true;
     let until = tokio::time::Instant::now() + deadline;
+    let drains = state.children.iter().filter_map(|child| {
+        let (drain, cell) = (child.spec.drain.as_ref()?, child.cell.as_ref()?);
+        let (name, drained) = (child.spec.name.clone(), drain(cell.clone()));
+        tracing::info!(child = %name, "draining");
+        Some(async move {
+            if tokio::time::timeout_at(until, drained).await.is_err() {
+                tracing::warn!(child = %name, ?deadline, "drain deadline passed");
+            }
+        })
+    });
+    futures::future::join_all(drains).await;
     for child in state.children.iter_mut().rev() {
         // Past the budget, each child still gets a moment to stop before it is killed.
-        let deadline = until
+        let left = until
             .saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_millis(100));
-        if let (Some(drain), Some(cell)) = (&child.spec.drain, &child.cell) {
-            tracing::info!(child = %child.spec.name, "draining");
-            if tokio::time::timeout(deadline, drain(cell.clone()))
-                .await
-                .is_err()
-            {
-                tracing::warn!(child = %child.spec.name, ?deadline, "drain deadline passed");
-            }
-        }
         if let Some(cell) = child.cell.take() {
             if cell
-                .stop_and_wait(Some("node shutting down".into()), Some(deadline))
+                .stop_and_wait(Some("node shutting down".into()), Some(left))
                 .await
                 .is_err()
             {
-                tracing::warn!(child = %child.spec.name, ?deadline, "did not stop in time; killing");
+                tracing::warn!(child = %child.spec.name, ?left, "did not stop in time; killing");
                 cell.kill();
             }
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use troupe_tests::TestCluster;
+use troupe_tests::{eventually, TestCluster};
 
 const DATA_GROUPS: &[&str] = &["troupe.listing", "troupe.user"];
 
@@ -173,6 +173,13 @@ async fn a_public_page_asks_for_all_its_users_in_one_message() {
     c.wait_groups(DATA_GROUPS).await;
     let before = user_actor_messages(&c).await;
     let (s, page) = c.get_json("/public-api/listings").await;
+    // The count goes up as the actor finishes a message, a moment after it replied.
+    eventually(
+        Duration::from_secs(10),
+        "the user actor's count",
+        || async { user_actor_messages(&c).await > before },
+    )
+    .await;
     assert_eq!(s, 200, "{page}");
     let names: Vec<&str> = page["listings"]
         .as_array()
@@ -439,6 +446,15 @@ async fn a_killed_service_node_is_a_503_and_comes_back_with_every_listing() {
     // edge has seen.
     let (s, b) = get(&c, internal(&c, "/users/1")).await;
     assert_eq!(s, 503, "{b}");
+    // A create with its own mistakes is still a 400 that names them, not a 503 to retry.
+    let (s, b) = c
+        .post_json(
+            "/public-api/listings",
+            json!({"user_id": 99, "listing_type": "rent", "price": 0}),
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(b["errors"], json!(["price must be greater than 0"]));
 
     c.restart("n1");
     c.wait_groups(DATA_GROUPS).await;
@@ -472,7 +488,7 @@ async fn a_hung_service_node_is_a_503_within_the_call_timeout() {
         .await;
     assert_eq!(s, 200);
     // A stopped process keeps its TCP connections open: only the call's deadline notices.
-    c.send_signal("n1", Signal::SIGSTOP);
+    c.freeze("n1").await;
     let start = Instant::now();
     let (s, b) = get(&c, internal(&c, "/users?page_size=5")).await;
     let took = start.elapsed();
@@ -491,7 +507,11 @@ async fn a_hung_service_node_is_a_503_within_the_call_timeout() {
         "answered before the deadline: {took:?}"
     );
     assert!(took < Duration::from_secs(4), "503 took {took:?}");
-    // Back from the stop, it answers again.
-    let (s, b) = get(&c, internal(&c, "/users/1")).await;
-    assert_eq!((s, b["user"]["name"].clone()), (200, json!("Ana")));
+    // Back from the stop, it answers again (once the edge has its session back, if it gave
+    // the silent peer up meanwhile).
+    eventually(Duration::from_secs(20), "user 1 served again", || async {
+        let (s, b) = get(&c, internal(&c, "/users/1")).await;
+        (s, b["user"]["name"].clone()) == (200, json!("Ana"))
+    })
+    .await;
 }

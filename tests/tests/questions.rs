@@ -261,7 +261,8 @@ async fn wait_in_flight(c: &TestCluster, n: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn questions_overlap_during_the_blocking_delay_and_health_answers_meanwhile() {
-    let c = question_cluster("2s");
+    // The delay leaves ample time for all 50 to arrive before the first is answered.
+    let c = question_cluster("5s");
     wait_answering(&c).await;
     let n = 50;
     let pending = ask_many(&c, n);

@@ -26,10 +26,16 @@ impl JsonBodyError {
 /// The declared media type, lowercased and without parameters (`charset=...`); empty when
 /// there is no Content-Type. `application/jsonx` is not `application/json`.
 pub fn media_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
+    let Some(declared) = headers.get(header::CONTENT_TYPE) else {
+        return String::new();
+    };
+    // A header that is not even text declares something, and it is no type we take.
+    let Ok(declared) = declared.to_str() else {
+        return "(unreadable)".into();
+    };
+    declared
+        .split(';')
+        .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()

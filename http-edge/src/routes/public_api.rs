@@ -161,8 +161,13 @@ async fn create_listing(
     }
     // The public layer guards what the listing service does not: the user must exist.
     if let Some(user_id) = new.user_id.filter(|id| *id >= 1) {
-        if users::find(&state, user_id as u64).await?.is_none() {
-            errors.push(format!("user_id {user_id} does not exist"));
+        match users::find(&state, user_id as u64).await {
+            Ok(Some(_)) => {}
+            Ok(None) => errors.push(format!("user_id {user_id} does not exist")),
+            // With the user service down, the request's other mistakes are still a 400: a
+            // 503 would have the client retry a request that cannot succeed.
+            Err(unavailable) if errors.is_empty() => return Err(unavailable),
+            Err(_) => {}
         }
     }
     if !errors.is_empty() {
