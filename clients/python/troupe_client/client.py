@@ -60,8 +60,8 @@ class Client:
 
     def submit(self, text: str, wait: bool = False) -> Job:
         """Queue `text` as a job. With wait=True the server holds the request until the job
-        finishes; if it does not finish in time the job comes back still "queued", so check
-        `job.done` rather than assuming."""
+        finishes; if it does not finish in time the job comes back "queued" or "running", so
+        check `job.done` rather than assuming."""
         _, body = self._request("POST", "/jobs", {"text": text, "wait": wait})
         return Job.from_json(body)
 
