@@ -229,12 +229,15 @@ async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_bac
     let mut c = TestCluster::new();
     c.start_node("n1", &["scheduler"], &[], &[]);
     c.start_node("n3", &["master"], &[], &[]);
-    // A short call deadline, so the worker's tries come often while the scheduler is away.
+    // The worker keeps offering its outcome for 12 call deadlines: 3 s each leaves 36 s for n1's
+    // restart, re-dial and group sync on a loaded machine, still well inside the lease, and
+    // stays above the master's relay (half its own 5 s default), so a relay that succeeds
+    // gets its receipt back to the worker in time.
     c.start_node(
         "n2",
         &["worker"],
         &["alpha"],
-        &["--question-delay", "2s", "--call-timeout", "1s"],
+        &["--question-delay", "2s", "--call-timeout", "3s"],
     );
     c.start_edge(&[]);
     c.wait_groups(GROUPS).await;
