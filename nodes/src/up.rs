@@ -9,7 +9,10 @@
 //!
 //! Children's output passes through this process, each line prefixed with the child's name,
 //! so that interleaved logs stay readable and the last lines of a child that died can be
-//! quoted when reporting it.
+//! quoted when reporting it. One thread writes them to stderr: a reader that stops reading
+//! (`troupe up 2>&1 | less`, paused) then holds up that thread and, once its queue is full, the
+//! forwarders waiting for room, but never the runtime's threads, which must stay free to act
+//! on Ctrl-C.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -21,8 +24,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::UpArgs;
@@ -89,6 +93,15 @@ fn free_port() -> Result<u16, String> {
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
+    let echo = Echo::start();
+    let outcome = run_cluster(args, &echo).await;
+    // Lines still queued would be lost when the process exits; a reader that stopped reading
+    // must not keep it from exiting, though.
+    let _ = tokio::time::timeout(Duration::from_secs(2), echo.flushed()).await;
+    outcome
+}
+
+async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let cookie = uuid::Uuid::new_v4().simple().to_string();
     let internal = args
@@ -117,7 +130,10 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
             let mut cmd = child_command(&exe, &cookie);
             cmd.arg("geoip-stub").args(["--http", &addr.to_string()]);
-            (format!("http://{addr}"), Some(spawn(cmd, "geoip-stub")?))
+            (
+                format!("http://{addr}"),
+                Some(spawn(cmd, "geoip-stub", echo)?),
+            )
         }
     };
     let mut procs: Vec<Proc> = stub.into_iter().collect();
@@ -149,7 +165,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         for earlier in &addrs[..i] {
             cmd.args(["--seed", &earlier.to_string()]);
         }
-        procs.push(spawn(cmd, &p.name)?);
+        procs.push(spawn(cmd, &p.name, echo)?);
     }
     let edge_cluster = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = child_command(&exe, &cookie);
@@ -169,7 +185,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode, String> {
         // Through the environment, so tokens do not show in the process list.
         cmd.env("TROUPE_API_TOKENS", args.api_tokens.join(","));
     }
-    procs.push(spawn(cmd, "edge")?);
+    procs.push(spawn(cmd, "edge", echo)?);
 
     println!("public http: {}", args.http);
     println!("internal http: {internal}");
@@ -347,17 +363,19 @@ fn child_command(exe: &Path, cookie: &str) -> Command {
     cmd
 }
 
-fn spawn(mut cmd: Command, name: &str) -> Result<Proc, String> {
+fn spawn(mut cmd: Command, name: &str, echo: &Echo) -> Result<Proc, String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {name}: {e}"))?;
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut forwarders = Vec::new();
     if let Some(out) = child.stdout.take() {
-        forwarders.push(tokio::spawn(forward(out, name.to_string(), tail.clone())));
+        let (name, tail, echo) = (name.to_string(), tail.clone(), echo.tx.clone());
+        forwarders.push(tokio::spawn(forward(out, name, tail, echo)));
     }
     if let Some(err) = child.stderr.take() {
-        forwarders.push(tokio::spawn(forward(err, name.to_string(), tail.clone())));
+        let (name, tail, echo) = (name.to_string(), tail.clone(), echo.tx.clone());
+        forwarders.push(tokio::spawn(forward(err, name, tail, echo)));
     }
     Ok(Proc {
         name: name.to_string(),
@@ -368,18 +386,95 @@ fn spawn(mut cmd: Command, name: &str) -> Result<Proc, String> {
     })
 }
 
-/// Passes a child's output line by line to this process's stderr, prefixed with its name, and
-/// keeps its last lines.
-async fn forward(output: impl AsyncRead + Unpin, name: String, tail: Arc<Mutex<VecDeque<String>>>) {
-    let mut lines = BufReader::new(output).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        // Not `eprintln!`, which panics when stderr is gone: a lost line is no reason to stop.
-        let _ = writeln!(std::io::stderr().lock(), "{name} | {line}");
-        let mut tail = tail.lock().expect("tail lock");
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
+/// Passes a child's output line by line to [`Echo`], prefixed with its name, and keeps its
+/// last lines.
+async fn forward(
+    output: impl AsyncRead + Unpin,
+    name: String,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    echo: mpsc::Sender<Echoed>,
+) {
+    let mut output = BufReader::new(output);
+    let mut buf = Vec::new();
+    while let Ok(Some(line)) = read_line_lossy(&mut output, &mut buf).await {
+        // The tail first: quoting a dead child's last lines must not wait for a stalled reader.
+        {
+            let mut tail = tail.lock().expect("tail lock");
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.clone());
         }
-        tail.push_back(line);
+        // Without the writer there is nowhere to put the line, but the pipe must still be
+        // drained, or the child blocks once it is full.
+        let _ = echo.send(Echoed::Line(format!("{name} | {line}"))).await;
+    }
+}
+
+/// The next line, without its line ending; None at the end of the output. Bytes that are not
+/// UTF-8 become U+FFFD instead of ending the reading: a child whose pipe nobody reads blocks
+/// once it is full.
+async fn read_line_lossy(
+    output: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<String>> {
+    buf.clear();
+    if output.read_until(b'\n', buf).await? == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(buf).into_owned()))
+}
+
+/// Lines queued for stderr before forwarders wait for room.
+const ECHO_QUEUE: usize = 1024;
+
+enum Echoed {
+    Line(String),
+    /// Answered once every line queued before it has been written.
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The thread that writes children's lines to stderr (see the module's documentation for why
+/// a thread). It ends once every sender is gone.
+struct Echo {
+    tx: mpsc::Sender<Echoed>,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        let (tx, mut rx) = mpsc::channel(ECHO_QUEUE);
+        std::thread::Builder::new()
+            .name("troupe-up-output".into())
+            .spawn(move || {
+                while let Some(echoed) = rx.blocking_recv() {
+                    match echoed {
+                        // Not `eprintln!`, which panics when stderr is gone: a lost line is no
+                        // reason to stop.
+                        Echoed::Line(line) => {
+                            let _ = writeln!(std::io::stderr().lock(), "{line}");
+                        }
+                        Echoed::Flushed(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .expect("cannot start the output thread");
+        Echo { tx }
+    }
+
+    /// Resolves once the lines queued so far have been written.
+    async fn flushed(&self) {
+        let (done, written) = oneshot::channel();
+        if self.tx.send(Echoed::Flushed(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 }
 
@@ -413,6 +508,31 @@ async fn stop(proc: &mut Proc, grace: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_passed_on_lossily_and_the_lines_after_it_too() {
+        let output: &[u8] = b"first\nbad \xff\xfe byte\r\nlast, unterminated";
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, mut rx) = mpsc::channel(16);
+        forward(output, "n2".into(), tail.clone(), tx).await;
+        let mut echoed = Vec::new();
+        while let Some(Echoed::Line(line)) = rx.recv().await {
+            echoed.push(line);
+        }
+        assert_eq!(
+            echoed,
+            [
+                "n2 | first",
+                "n2 | bad \u{FFFD}\u{FFFD} byte",
+                "n2 | last, unterminated"
+            ]
+        );
+        let tail: Vec<String> = tail.lock().unwrap().iter().cloned().collect();
+        assert_eq!(
+            tail,
+            ["first", "bad \u{FFFD}\u{FFFD} byte", "last, unterminated"]
+        );
+    }
 
     #[test]
     fn three_nodes_put_master_alone_and_a_worker_on_each_other_node() {

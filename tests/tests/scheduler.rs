@@ -190,21 +190,38 @@ async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
     // scheduler that the first run will never report.
     c.restart_with("n2", &["--question-delay", "0s"]);
     let done = wait_status(&c, id, "SUCCEEDED", Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 2, "{done}");
     assert_eq!(done["result"]["nr of entries"], 10, "{done}");
-    // One run per incarnation of n2 (its log spans both), the second one the re-sent attempt.
-    assert_eq!(runs_of(&c, &["n2"], id), 2);
+    // Each dispatch counts an attempt, also one that finds no worker because n2 is not back
+    // yet (or one cast to its dead incarnation before the cluster noticed), so on a loaded
+    // machine there can be more than two.
+    let attempts = done["attempts"].as_u64().expect("attempts");
+    assert!(attempts >= 2, "{done}");
+    // n2's log spans both incarnations: the first ran attempt 1 and died inside its 60 s
+    // question, so the success, well before that, came from a run of the re-sent task.
+    let ran = ran_attempts(&c, "n2", id);
+    assert_eq!(ran.first(), Some(&1), "{ran:?}");
+    assert!(ran.len() >= 2, "{ran:?}");
+    // Not necessarily the last attempt: one counted by a lease that ran out just as the
+    // outcome came in may never have run.
+    assert!(
+        ran[1..].iter().all(|a| (2..=attempts).contains(a)),
+        "{ran:?} {done}"
+    );
+}
+
+/// The attempt of each "task ran" line for task `id` in `node`'s log, in order.
+fn ran_attempts(c: &TestCluster, node: &str, id: &str) -> Vec<u64> {
     let needle = format!("task={id}");
-    let second = c
-        .log("n2")
+    c.log(node)
         .lines()
         .filter(|l| l.contains("task ran") && l.contains(&needle))
-        .nth(1)
-        .map(str::to_string);
-    assert!(
-        second.as_deref().is_some_and(|l| l.contains("attempt=2")),
-        "{second:?}"
-    );
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("attempt="))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no attempt in {l:?}"))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,12 +229,15 @@ async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_bac
     let mut c = TestCluster::new();
     c.start_node("n1", &["scheduler"], &[], &[]);
     c.start_node("n3", &["master"], &[], &[]);
-    // A short call deadline, so the worker's tries come often while the scheduler is away.
+    // The worker keeps offering its outcome for 12 call deadlines: 3 s each leaves 36 s for n1's
+    // restart, re-dial and group sync on a loaded machine, still well inside the lease, and
+    // stays above the master's relay (half its own 5 s default), so a relay that succeeds
+    // gets its receipt back to the worker in time.
     c.start_node(
         "n2",
         &["worker"],
         &["alpha"],
-        &["--question-delay", "2s", "--call-timeout", "1s"],
+        &["--question-delay", "2s", "--call-timeout", "3s"],
     );
     c.start_edge(&[]);
     c.wait_groups(GROUPS).await;

@@ -28,11 +28,13 @@ use troupe_actors::time::now_micros;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Never reached in a scenario: due tasks stay RUNNING.
 const LONG_DEADLINE: Duration = Duration::from_secs(3600);
-/// Slack for timers, commits and a busy machine on top of when a task gives up.
-const GIVE_UP_SLACK_US: i64 = 350_000;
+/// Slack for timers, commits and a busy machine on top of when a task gives up. Generous: these
+/// tests run side by side, committing with fsync, on machines with few cores; how soon a task
+/// fires is measured by the benchmark, not here.
+const GIVE_UP_SLACK_US: i64 = 1_000_000;
 /// How late a due task may still read SCHEDULED: the timer, the wake and the commit of RUNNING
-/// take real time. (Starting early is never allowed.)
-const FIRE_LAG_US: i64 = 150_000;
+/// take real time. (Starting early is never allowed.) Generous for the same reason.
+const FIRE_LAG_US: i64 = 1_000_000;
 const WORKERS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 fn micros(d: Duration) -> i64 {
@@ -170,9 +172,10 @@ fn a_task_runs_at_its_start_and_fails_without_its_worker() {
     run_scenario(async {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("scheduler.redb");
-        // Tries come 0, 250 and 750 ms after the task is due, so the third one gives up: the
-        // task is RUNNING long enough to check its locks.
-        let deadline = Duration::from_millis(750);
+        // Tries come 0, 0.25, 0.75, 1.75 and 3.75 s after the task is due, so the fifth one
+        // gives up: the task is RUNNING for seconds, long enough to check its locks after the
+        // fire lag on a busy machine.
+        let deadline = Duration::from_millis(3750);
         let (actor, task, epoch) = start(&path, deadline).await;
 
         // `start <= now` is refused, even when now has only just reached it.
@@ -344,7 +347,11 @@ fn overdue_tasks_are_running_for_the_first_request_after_a_restart() {
             ids.push(create_task(&actor, start_at, worker).await?.id);
         }
         stop(actor, task).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The next incarnation's clock starts from the wall clock, which must be past the start.
+        let overdue_in = start_at + 50_000 - now_micros();
+        if overdue_in > 0 {
+            tokio::time::sleep(Duration::from_micros(overdue_in as u64)).await;
+        }
 
         let (actor, task, _) = start(&path, LONG_DEADLINE).await;
         let first = ask(&actor, |r| SchedulerMsg::Delete(ids[0].clone(), r))

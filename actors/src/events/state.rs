@@ -341,6 +341,96 @@ mod tests {
         assert!(store.pending().unwrap().is_empty());
     }
 
+    /// A store file as version 1 of the events schema left it (before `events_geo_rounds`),
+    /// written with redb directly so that it does not depend on today's code: the meta table
+    /// `Store` keeps, version 1's tables, and one event that `insert` recorded as pending.
+    fn write_version_1_file(path: &Path, id: &str, ip: &str, record: &[u8], created_at: i64) {
+        use redb::{Database, TableDefinition};
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(TableDefinition::<&str, u64>::new("__meta"))
+                .unwrap();
+            meta.insert("schema_version", 1).unwrap();
+            let table = |name| TableDefinition::<&[u8], &[u8]>::new(name);
+            for name in [BY_CITY, BY_COUNTRY, BY_ISO] {
+                txn.open_table(table(name)).unwrap();
+            }
+            let mut events = txn.open_table(table(EVENTS)).unwrap();
+            events.insert(id.as_bytes(), record).unwrap();
+            let mut by_created = txn.open_table(table(BY_CREATED)).unwrap();
+            let created = [&key::i64(created_at)[..], id.as_bytes()].concat();
+            by_created.insert(created.as_slice(), &[][..]).unwrap();
+            let mut pending = txn.open_table(table(PENDING)).unwrap();
+            pending.insert(id.as_bytes(), ip.as_bytes()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn schema_version_on_disk(path: &Path) -> Option<u64> {
+        use redb::{Database, ReadableDatabase, TableDefinition};
+        let db = Database::open(path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let meta = txn
+            .open_table(TableDefinition::<&str, u64>::new("__meta"))
+            .unwrap();
+        let version = meta.get("schema_version").unwrap().map(|v| v.value());
+        version
+    }
+
+    #[test]
+    fn a_version_1_file_opens_as_version_2_with_its_pending_event_and_no_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        let id = "0196a8c2-7f00-7000-8000-000000000001";
+        let created_at = 1_763_000_000_000_000;
+        // The event's record in bincode, standard config, as version 1 encoded it (the Event
+        // record has not changed since): id, Some("signup"), Some(200), ip,
+        // created_at (zigzag varint), no geo, Pending.
+        let record: Vec<u8> = [
+            &[36][..],
+            id.as_bytes(),
+            b"\x01\x06signup",
+            b"\x01\xfb\x90\x01",
+            b"\x0b81.2.69.160",
+            b"\xfd\x00\x60\x7a\xd9\xe0\x86\x0c\x00",
+            b"\x00",
+            b"\x00",
+        ]
+        .concat();
+        write_version_1_file(&path, id, "81.2.69.160", &record, created_at);
+
+        let store = EventStore::open(&path).unwrap();
+        assert_eq!(
+            store.pending().unwrap(),
+            [(id.to_string(), "81.2.69.160".to_string())]
+        );
+        assert_eq!(store.geo_rounds(id).unwrap(), 0);
+        let e = store.get(id).unwrap().expect("the event");
+        assert_eq!(
+            e,
+            Event {
+                id: id.into(),
+                name: Some("signup".into()),
+                status_code: Some(200),
+                ip: "81.2.69.160".into(),
+                created_at,
+                geo: None,
+                geo_status: GeoStatus::Pending,
+            }
+        );
+        let (listed, total) = store.fetch(&filter()).unwrap();
+        assert_eq!((listed, total), (vec![e], 1));
+        // The new table is usable, and the upgrade is recorded.
+        runtime()
+            .block_on(store.set_geo_rounds(&[(id.to_string(), 1)]))
+            .unwrap();
+        assert_eq!(store.geo_rounds(id).unwrap(), 1);
+        drop(store);
+        assert_eq!(schema_version_on_disk(&path), Some(2));
+    }
+
     #[test]
     fn place_filters_fold_case_beyond_ascii() {
         let dir = tempfile::tempdir().unwrap();

@@ -185,8 +185,11 @@ impl Actor for Master {
             // the worker still holds the report and sends it again (the scheduler ignores
             // copies), so a master or scheduler that is down or restarting loses no outcome.
             // Relayed from a task of its own: the scheduler may be slow, the mailbox must not be.
+            // The worker waits `call_timeout` for the receipt, so the relay gets only half of it:
+            // a scheduler committing late must still leave time for the receipt to travel back,
+            // or the worker times out and resends, and every resend spawns another relay.
             MasterMsg::TaskDone(outcome, receipt) => {
-                let timeout = state.call_timeout;
+                let timeout = state.call_timeout / 2;
                 tokio::spawn(async move {
                     let id = outcome.task_id.clone();
                     let relayed = crate::rpc::call(
