@@ -184,7 +184,8 @@ async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
     )
     .await;
     let id = t["id"].as_str().unwrap();
-    wait_log(&c, "n2", &["task ran", &format!("task={id}"), "attempt=1"]).await;
+    // Not necessarily attempt 1: a dispatch before the master saw the worker counts one too.
+    wait_log(&c, "n2", &["task ran", &format!("task={id}")]).await;
     c.kill("n2");
     // The same worker name comes back, now answering at once; nothing but the lease tells the
     // scheduler that the first run will never report.
@@ -196,15 +197,15 @@ async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
     // machine there can be more than two.
     let attempts = done["attempts"].as_u64().expect("attempts");
     assert!(attempts >= 2, "{done}");
-    // n2's log spans both incarnations: the first ran attempt 1 and died inside its 60 s
-    // question, so the success, well before that, came from a run of the re-sent task.
+    // n2's log spans both incarnations: the first run died inside its 60 s question, so the
+    // success, well before that, came from a later attempt, sent again after the lease.
+    // (Not necessarily the last attempt: one counted by a lease that ran out just as the
+    // outcome came in may never have run.)
     let ran = ran_attempts(&c, "n2", id);
-    assert_eq!(ran.first(), Some(&1), "{ran:?}");
     assert!(ran.len() >= 2, "{ran:?}");
-    // Not necessarily the last attempt: one counted by a lease that ran out just as the
-    // outcome came in may never have run.
+    assert!(ran.windows(2).all(|w| w[0] < w[1]), "{ran:?}");
     assert!(
-        ran[1..].iter().all(|a| (2..=attempts).contains(a)),
+        ran.iter().all(|a| (1..=attempts).contains(a)),
         "{ran:?} {done}"
     );
 }
@@ -255,9 +256,12 @@ async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_bac
     c.restart("n1");
     // Well inside the lease (60 s): only the worker's kept report can settle it this soon.
     let done = wait_status(&c, id, "SUCCEEDED", Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(done["result"]["nr of entries"], 10, "{done}");
-    assert_eq!(runs_of(&c, &["n2"], id), 1);
+    // It ran once, and that run was the last attempt: no dispatch after the outcome was kept
+    // (an early dispatch that found no worker yet may have counted attempts before it).
+    let ran = ran_attempts(&c, "n2", id);
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(Some(ran[0]), done["attempts"].as_u64(), "{ran:?} {done}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
