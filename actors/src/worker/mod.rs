@@ -210,7 +210,7 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
     // offered long enough to outlast a master or scheduler restart; giving up after that is
     // still safe, as the lease sends the task again.
     let patience = args.call_timeout * 12;
-    deliver_to_master_within(
+    deliver_to_master(
         patience,
         "task",
         &outcome.task_id,
@@ -223,30 +223,19 @@ async fn run_task(args: Arc<WorkerArgs>, run: TaskRun) {
 async fn answer_master(token: u64, answer: Answer, timeout: Duration) {
     let answered = Answered { token, answer };
     // Giving up leaves the question to the master's deadline.
-    deliver_to_master("answer", &token, timeout, |receipt| {
+    deliver_to_master(timeout * 2, "answer", &token, timeout, |receipt| {
         MasterMsg::Answered(answered.clone(), receipt)
     })
     .await;
 }
 
-/// Hands a report to a master and waits for its receipt, retrying briefly while none answers,
-/// for at most twice the call deadline in all (a draining node waits for this). A cast would
-/// not do: a draining node can exit with the message still queued in its session, and the
-/// running work it reports on is only finished once the master holds the report. A retry can
-/// deliver a report twice; the master tells (attempts, tokens).
+/// Hands a report to a master and waits for its receipt, retrying while none answers, for at
+/// most `patience` in all (a draining node waits for this, so jobs and answers keep it to
+/// twice the call deadline). A cast would not do: a draining node can exit with the message
+/// still queued in its session, and the running work it reports on is only finished once the
+/// master holds the report. A retry can deliver a report twice; the master tells (attempts,
+/// tokens).
 async fn deliver_to_master<F>(
-    report: &'static str,
-    id: &(dyn std::fmt::Display + Sync),
-    timeout: Duration,
-    build: F,
-) where
-    F: Fn(RpcReplyPort<Received>) -> MasterMsg,
-{
-    deliver_to_master_within(timeout * 2, report, id, timeout, build).await
-}
-
-/// `deliver_to_master`, trying for `patience` in all.
-async fn deliver_to_master_within<F>(
     patience: Duration,
     report: &'static str,
     id: &(dyn std::fmt::Display + Sync),
@@ -306,7 +295,8 @@ async fn run_job(args: Arc<WorkerArgs>, job: JobAssignment) {
         outcome,
     };
     // Giving up is safe: the master re-sends a job whose report never came.
-    deliver_to_master("job", &report.job_id, args.call_timeout, |receipt| {
+    let timeout = args.call_timeout;
+    deliver_to_master(timeout * 2, "job", &report.job_id, timeout, |receipt| {
         MasterMsg::Finished(report.clone(), receipt)
     })
     .await;
