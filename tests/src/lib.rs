@@ -464,3 +464,18 @@ pub async fn stop_actor<M: ractor::Message>(
         .expect("actor task ends in time")
         .expect("actor task did not panic");
 }
+
+/// Calls a local actor within `within`; the error says why no reply came.
+pub async fn ask_actor<M: ractor::Message, T: Send + 'static>(
+    actor: &ractor::ActorRef<M>,
+    msg: impl FnOnce(ractor::RpcReplyPort<T>) -> M,
+    within: Duration,
+) -> Result<T, String> {
+    use ractor::rpc::CallResult;
+    match actor.call(msg, Some(within)).await {
+        Ok(CallResult::Success(reply)) => Ok(reply),
+        Ok(CallResult::Timeout) => Err("no answer in time".into()),
+        Ok(CallResult::SenderError) => Err("reply port dropped".into()),
+        Err(e) => Err(format!("send failed: {e}")),
+    }
+}

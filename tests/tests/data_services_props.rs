@@ -13,7 +13,6 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use ractor::concurrency::JoinHandle;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, Message, RpcReplyPort};
 use troupe_actors::listing::{
     Listing, ListingActor, ListingArgs, ListingMsg, ListingQuery, NewListing,
@@ -226,12 +225,9 @@ async fn ask<M: Message, T: Send + 'static>(
     actor: &ActorRef<M>,
     msg: impl FnOnce(RpcReplyPort<T>) -> M,
 ) -> Result<T, TestCaseError> {
-    match actor.call(msg, Some(CALL_TIMEOUT)).await {
-        Ok(CallResult::Success(reply)) => Ok(reply),
-        Ok(CallResult::Timeout) => Err(TestCaseError::fail("no answer in time")),
-        Ok(CallResult::SenderError) => Err(TestCaseError::fail("reply port dropped")),
-        Err(e) => Err(TestCaseError::fail(format!("send failed: {e}"))),
-    }
+    troupe_tests::ask_actor(actor, msg, CALL_TIMEOUT)
+        .await
+        .map_err(TestCaseError::fail)
 }
 
 /// Pages of `size` from 1 until a short one, as a client walks them; the page after that must

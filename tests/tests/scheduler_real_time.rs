@@ -15,7 +15,6 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use ractor::concurrency::JoinHandle;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use troupe_actors::paging::Page;
@@ -114,12 +113,9 @@ async fn ask<T: Send + 'static>(
     actor: &ActorRef<SchedulerMsg>,
     msg: impl FnOnce(RpcReplyPort<T>) -> SchedulerMsg,
 ) -> Result<T, TestCaseError> {
-    match actor.call(msg, Some(CALL_TIMEOUT)).await {
-        Ok(CallResult::Success(reply)) => Ok(reply),
-        Ok(CallResult::Timeout) => Err(TestCaseError::fail("no answer in time")),
-        Ok(CallResult::SenderError) => Err(TestCaseError::fail("reply port dropped")),
-        Err(e) => Err(TestCaseError::fail(format!("send failed: {e}"))),
-    }
+    troupe_tests::ask_actor(actor, msg, CALL_TIMEOUT)
+        .await
+        .map_err(TestCaseError::fail)
 }
 
 // ---- the scenarios ----
