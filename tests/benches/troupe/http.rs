@@ -169,7 +169,8 @@ pub async fn seed(
     Ok(ids)
 }
 
-async fn create(client: &Client, url: String, body: Value) -> Result<Value, String> {
+/// POSTs a JSON body; the reply's JSON on a 2xx, else an error naming URL, status and body.
+pub async fn create(client: &Client, url: String, body: Value) -> Result<Value, String> {
     let response = client
         .post(&url)
         .json(&body)

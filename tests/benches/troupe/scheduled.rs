@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use troupe_actors::scheduler::start_time;
 use troupe_actors::time::now_micros;
 
+use crate::http;
 use crate::load::{LoadResult, Tally};
 
 /// Tasks created, and their starts: ten a second, the first two seconds after they are made.
@@ -54,13 +55,10 @@ async fn create(client: &Client, base: &str, n: u64, start: i64) -> Result<(Stri
         "worker": "worker-1",
         "payload": { "n": n },
     });
-    let reply = client.post(format!("{base}/api/tasks")).json(&body).send();
-    let reply = reply.await.map_err(|e| format!("POST /api/tasks: {e}"))?;
-    let status = reply.status();
-    let v: Value = reply.json().await.unwrap_or(Value::Null);
-    match v["id"].as_str() {
-        Some(id) if status.as_u16() == 201 => Ok((id.to_string(), start)),
-        _ => Err(format!("POST /api/tasks: {status} {v}")),
+    let task = http::create(client, format!("{base}/api/tasks"), body).await?;
+    match task["id"].as_str() {
+        Some(id) => Ok((id.to_string(), start)),
+        None => Err(format!("POST /api/tasks: no id in {task}")),
     }
 }
 
