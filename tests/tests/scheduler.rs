@@ -169,6 +169,20 @@ fn slow_question() -> Value {
     json!({"job": "question", "action": "all", "dictionary": "proverbs"})
 }
 
+/// Creates a question task for worker alpha (on n2) due in a second; returns its id once it
+/// runs. Not necessarily as attempt 1: a dispatch before the master saw the worker counts one.
+async fn slow_task_running_on_n2(c: &TestCluster) -> String {
+    let (start, _) = in_secs(1);
+    let t = create(
+        c,
+        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
+    )
+    .await;
+    let id = t["id"].as_str().unwrap().to_string();
+    wait_log(c, "n2", &["task ran", &format!("task={id}")]).await;
+    id
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
     let mut c = TestCluster::new();
@@ -177,15 +191,7 @@ async fn a_task_whose_worker_node_dies_mid_run_is_sent_again_after_its_lease() {
     c.start_node("n2", &["worker"], &["alpha"], &["--question-delay", "60s"]);
     c.start_edge(&[]);
     c.wait_groups(GROUPS).await;
-    let (start, _) = in_secs(1);
-    let t = create(
-        &c,
-        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
-    )
-    .await;
-    let id = t["id"].as_str().unwrap();
-    // Not necessarily attempt 1: a dispatch before the master saw the worker counts one too.
-    wait_log(&c, "n2", &["task ran", &format!("task={id}")]).await;
+    let id = &slow_task_running_on_n2(&c).await;
     c.kill("n2");
     // The same worker name comes back, now answering at once; nothing but the lease tells the
     // scheduler that the first run will never report.
@@ -242,14 +248,7 @@ async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_bac
     );
     c.start_edge(&[]);
     c.wait_groups(GROUPS).await;
-    let (start, _) = in_secs(1);
-    let t = create(
-        &c,
-        json!({"start": start, "worker": "alpha", "payload": slow_question()}),
-    )
-    .await;
-    let id = t["id"].as_str().unwrap();
-    wait_log(&c, "n2", &["task ran", &format!("task={id}")]).await;
+    let id = &slow_task_running_on_n2(&c).await;
     c.kill("n1");
     // The run ends and its outcome reaches the master, which cannot pass it on.
     wait_log(&c, "n3", &["cannot relay a task outcome", id]).await;
