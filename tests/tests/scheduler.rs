@@ -249,6 +249,9 @@ async fn an_outcome_reported_while_the_scheduler_is_down_is_kept_until_it_is_bac
     c.start_edge(&[]);
     c.wait_groups(GROUPS).await;
     let id = &slow_task_running_on_n2(&c).await;
+    // Killed before it recorded the hand-over, the scheduler would rightly send the task again
+    // when it comes back (it cannot know the worker has it); this test is about the outcome.
+    wait_log(&c, "n1", &["task handed to its worker", id]).await;
     c.kill("n1");
     // The run ends and its outcome reaches the master, which cannot pass it on.
     wait_log(&c, "n3", &["cannot relay a task outcome", id]).await;

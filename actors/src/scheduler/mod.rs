@@ -623,6 +623,8 @@ async fn dispatched(state: &mut SchedulerState, d: Dispatched) -> Result<(), Act
             let mut task = old.clone();
             task.dispatched_at = Some(now);
             state.tasks.put(Some(&old), &task).await?;
+            // From here a restart waits for the lease instead of sending the task again.
+            tracing::info!(task = %d.task_id, "task handed to its worker");
         }
         Err(error) => {
             let retry = state
