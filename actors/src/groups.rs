@@ -3,21 +3,21 @@
 //! One group per message type (a member of a group only ever receives that group's enum; a
 //! wrong-typed message would be dropped silently by ractor_cluster).
 
-/// The master actor(s): `crate::master::MasterMsg`.
+/// The master actor(s): `crate::protocol::master::MasterMsg`.
 pub const MASTER: &str = "troupe.master";
-/// Every worker actor: `crate::worker::WorkerMsg`.
+/// Every worker actor: `crate::protocol::worker::WorkerMsg`.
 pub const WORKER: &str = "troupe.worker";
-/// The listing service: `crate::listing::ListingMsg`.
+/// The listing service: `crate::protocol::listings::ListingMsg`.
 pub const LISTING: &str = "troupe.listing";
-/// The user service: `crate::user::UserMsg`.
+/// The user service: `crate::protocol::users::UserMsg`.
 pub const USER: &str = "troupe.user";
-/// The scheduler: `crate::scheduler::SchedulerMsg`.
+/// The scheduler: `crate::protocol::tasks::SchedulerMsg`.
 pub const SCHEDULER: &str = "troupe.scheduler";
-/// The geo-throttle (one per cluster): `crate::geo::GeoMsg`.
+/// The geo-throttle (one per cluster): `crate::protocol::geo::GeoMsg`.
 pub const GEO: &str = "troupe.geo";
-/// The events service: `crate::events::EventsMsg`.
+/// The events service: `crate::protocol::events::EventsMsg`.
 pub const EVENTS: &str = "troupe.events";
-/// One node-info actor per node process: `crate::node_info::NodeInfoMsg`.
+/// One node-info actor per node process: `crate::protocol::node_info::NodeInfoMsg`.
 pub const NODE: &str = "troupe.node";
 
 /// Prefix of the per-name worker groups (`troupe.worker.<name>`).

@@ -1,7 +1,8 @@
 //! troupe's service actors and the runtime pieces they share.
 //!
-//! Owns: the actors (one module each, with its messages, state and handlers), their wire codec,
-//! the durable store, the per-node supervisor and the cluster-wide call helper.
+//! Owns: the protocol (every wire message, in `protocol/`, below all actors), the actors (one
+//! module each, with its state and handlers; none imports another actor's module), their wire
+//! codec, the durable store, the per-node supervisor and the cluster-wide call helper.
 //! Must not touch: HTTP, command-line parsing or process management; those live in `http-edge`
 //! and `nodes`.
 
@@ -14,10 +15,10 @@ pub mod master;
 pub mod membership;
 pub mod node_info;
 pub mod paging;
+pub mod protocol;
 pub mod question;
 pub mod rpc;
 pub mod scheduler;
-pub mod service_error;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

@@ -1,32 +1,10 @@
 //! The node-info actor: one per node process, in `troupe.node`. It tells the edge what the
 //! node runs (`/cluster`) and answers the liveness pings of its peers.
 
-use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
+use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
 
-use crate::{groups, wire_type};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub name: String,
-    /// The cluster listen address.
-    pub addr: String,
-    pub roles: Vec<String>,
-    /// Names of the workers this node runs.
-    pub workers: Vec<String>,
-}
-
-wire_type!(NodeInfo);
-
-#[derive(RactorClusterMessage)]
-pub enum NodeInfoMsg {
-    #[rpc]
-    Info(RpcReplyPort<NodeInfo>),
-    /// This process's store and supervision counters.
-    #[rpc]
-    Metrics(RpcReplyPort<crate::telemetry::NodeMetrics>),
-}
+use crate::groups;
+use crate::protocol::node_info::{NodeInfo, NodeInfoMsg};
 
 pub struct NodeInfoActor;
 

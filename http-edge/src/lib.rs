@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use troupe_actors::membership::Membership;
-use troupe_actors::node_info::NodeInfo;
+use troupe_actors::protocol::node_info::NodeInfo;
 
 pub use draining::Draining;
 

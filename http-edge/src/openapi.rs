@@ -101,8 +101,8 @@ impl RouteDoc {
         .query(
             "page_size",
             json!({"type": "integer", "format": "int64", "minimum": 1,
-                   "maximum": troupe_actors::paging::MAX_PAGE_SIZE,
-                   "default": troupe_actors::paging::DEFAULT_PAGE_SIZE}),
+                   "maximum": troupe_actors::protocol::page::MAX_PAGE_SIZE,
+                   "default": troupe_actors::protocol::page::DEFAULT_PAGE_SIZE}),
         )
     }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use troupe_actors::user::User;
+use troupe_actors::protocol::users::User;
 
 /// Entries kept at most: a few MB of names, far more users than a page ever shows.
 pub const CAPACITY: usize = 50_000;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use troupe_actors::groups;
 use troupe_actors::membership::Membership;
-use troupe_actors::node_info::NodeInfoMsg;
+use troupe_actors::protocol::node_info::NodeInfoMsg;
 use troupe_actors::rpc;
 
 use crate::tls::{self, NodeTls, TlsFiles};

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use ractor::Actor;
 use tokio::sync::oneshot;
 use troupe_actors::geo::GeoConfig;
-use troupe_actors::node_info::{NodeInfo, NodeInfoActor};
+use troupe_actors::node_info::NodeInfoActor;
+use troupe_actors::protocol::node_info::NodeInfo;
 use troupe_actors::question::{self, QuestionConfig};
 use troupe_actors::scheduler::SchedulerConfig;
 use troupe_actors::supervisor::{

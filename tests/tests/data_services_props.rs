@@ -14,12 +14,12 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorRef, Message, RpcReplyPort};
-use troupe_actors::listing::{
-    Listing, ListingActor, ListingArgs, ListingMsg, ListingQuery, NewListing,
-};
-use troupe_actors::paging::Page;
-use troupe_actors::service_error::ServiceError;
-use troupe_actors::user::{NewUser, User, UserActor, UserArgs, UserIds, UserMsg};
+use troupe_actors::listing::{ListingActor, ListingArgs};
+use troupe_actors::protocol::listings::{Listing, ListingMsg, ListingQuery, NewListing};
+use troupe_actors::protocol::page::Page;
+use troupe_actors::protocol::service_error::ServiceError;
+use troupe_actors::protocol::users::{NewUser, User, UserIds, UserMsg};
+use troupe_actors::user::{UserActor, UserArgs};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Creates draw user ids from 1..=4; filters also try 5 (no listings) and ids below 1.

@@ -7,9 +7,12 @@ use std::time::Duration;
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 use troupe_actors::groups;
-use troupe_actors::master::{JobFinished, JobStatus, Master, MasterArgs, MasterMsg, NewJob};
-use troupe_actors::question::{Answer, Answered, Ask, AskJob, Question, QuestionError};
-use troupe_actors::worker::{JobAssignment, WorkerMsg};
+use troupe_actors::master::{Master, MasterArgs};
+use troupe_actors::protocol::jobs::JobAssignment;
+use troupe_actors::protocol::jobs::{JobFinished, JobStatus, NewJob};
+use troupe_actors::protocol::master::MasterMsg;
+use troupe_actors::protocol::questions::{Answer, Answered, Ask, AskJob, Question, QuestionError};
+use troupe_actors::protocol::worker::WorkerMsg;
 
 const CALL: Option<Duration> = Some(Duration::from_secs(10));
 

@@ -37,13 +37,16 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use troupe_actors::groups;
-use troupe_actors::master::{Master, MasterArgs, MasterMsg, Received};
-use troupe_actors::paging::Page;
-use troupe_actors::scheduler::{
-    Clock, NewTask, PayloadKeyDelete, PayloadPatch, Scheduler, SchedulerArgs, SchedulerConfig,
-    SchedulerMsg, Task, TaskError, TaskFilter, TaskOutcome, TaskPatch, TaskRun, TaskStatus,
+use troupe_actors::master::{Master, MasterArgs};
+use troupe_actors::protocol::master::MasterMsg;
+use troupe_actors::protocol::page::Page;
+use troupe_actors::protocol::receipt::Received;
+use troupe_actors::protocol::tasks::{
+    NewTask, PayloadKeyDelete, PayloadPatch, SchedulerMsg, Task, TaskError, TaskFilter,
+    TaskOutcome, TaskPatch, TaskRun, TaskStatus,
 };
-use troupe_actors::worker::WorkerMsg;
+use troupe_actors::protocol::worker::WorkerMsg;
+use troupe_actors::scheduler::{Clock, Scheduler, SchedulerArgs, SchedulerConfig};
 
 /// Short enough that advances cross it: re-sent attempts happen within cases.
 const LEASE: Duration = Duration::from_secs(10);

@@ -17,11 +17,11 @@ use proptest::test_runner::TestCaseError;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
-use troupe_actors::paging::Page;
-use troupe_actors::scheduler::{
-    NewTask, PayloadPatch, Scheduler, SchedulerArgs, SchedulerConfig, SchedulerMsg, Task,
-    TaskError, TaskFilter, TaskPatch, TaskStatus,
+use troupe_actors::protocol::page::Page;
+use troupe_actors::protocol::tasks::{
+    NewTask, PayloadPatch, SchedulerMsg, Task, TaskError, TaskFilter, TaskPatch, TaskStatus,
 };
+use troupe_actors::scheduler::{Scheduler, SchedulerArgs, SchedulerConfig};
 use troupe_actors::time::now_micros;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorMessage;
 use tokio::sync::oneshot;
-use troupe_actors::master::{JobStatus, Master, MasterArgs, MasterMsg, NewJob};
+use troupe_actors::master::{Master, MasterArgs};
+use troupe_actors::protocol::jobs::{JobStatus, NewJob};
+use troupe_actors::protocol::master::MasterMsg;
 use troupe_actors::store::{key, Batch, Direction, Schema, Store};
 use troupe_actors::supervisor::{
     ChildSpec, NodeSupervisor, RestartPolicy, SupervisorArgs, SupervisorMsg,

@@ -6,7 +6,6 @@
 //! be asked (no geo-throttle, a timeout), or that the upstream kept failing on, are asked again
 //! by a periodic sweep; after a few failed rounds the event is marked failed.
 
-pub mod messages;
 pub mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -15,10 +14,13 @@ use std::time::Duration;
 
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
 
-pub use messages::*;
 use state::EventStore;
 
-use crate::geo::{GeoAnswer, GeoMsg};
+use crate::protocol::events::{
+    Event, EventAccepted, EventError, EventLookup, EventPage, EventsMsg, GeoStatus, Located,
+    NewEvent, Stored,
+};
+use crate::protocol::geo::{GeoAnswer, GeoMsg};
 use crate::time::now_micros;
 use crate::{groups, rpc};
 

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::ops::Bound;
 use std::path::Path;
 
-use super::messages::{Event, EventFilter};
 use crate::codec;
+use crate::protocol::events::{Event, EventFilter};
 use crate::store::{key, Batch, Direction, Schema, Store, StoreError};
 
 pub const EVENTS: &str = "events";
@@ -258,9 +258,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::events::messages::GeoStatus;
-    use crate::geo::Geo;
-    use crate::paging::Page;
+    use crate::protocol::events::GeoStatus;
+    use crate::protocol::geo::Geo;
+    use crate::protocol::page::Page;
 
     const PLACES: [(&str, &str, &str); 4] = [
         ("São Paulo", "Brazil", "BR"),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::messages::GeoAnswer;
+use crate::protocol::geo::GeoAnswer;
 
 #[derive(Debug)]
 pub struct Cache {
@@ -66,7 +66,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::geo::messages::{GeoAnswer, GeoFailure};
+    use crate::protocol::geo::{GeoAnswer, GeoFailure};
 
     #[derive(Debug, Clone)]
     enum Step {

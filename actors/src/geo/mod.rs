@@ -10,7 +10,6 @@
 
 pub mod budget;
 pub mod cache;
-pub mod messages;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -25,10 +24,10 @@ use tokio::time::Instant;
 
 use budget::Budget;
 use cache::Cache;
-pub use messages::*;
 use upstream::{GeoApi, UpstreamError};
 
 use crate::groups;
+use crate::protocol::geo::{Fetched, GeoAnswer, GeoFailure, GeoMsg, GeoStats};
 
 #[derive(Debug, Clone)]
 pub struct GeoConfig {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::messages::Geo;
+use crate::protocol::geo::Geo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GeoApi {

@@ -1,16 +1,15 @@
 //! The listing service (seed 002): listings with integer ids from 1, never reused, newest
 //! first, with an index by user so one user's listings are read without a scan of all.
 
-pub mod messages;
-
 use std::path::PathBuf;
 
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-pub use messages::*;
-
 use crate::paging;
-use crate::service_error::ServiceError;
+use crate::protocol::listings::{
+    Listing, ListingCreated, ListingMsg, ListingPage, ListingQuery, NewListing,
+};
+use crate::protocol::service_error::ServiceError;
 use crate::store::{key, Batch, Schema, Store, StoreError};
 use crate::time::now_micros;
 use crate::{codec, groups};

@@ -11,7 +11,6 @@
 //! across nodes would not do: ractor_cluster announces an actor's end as soon as it starts to
 //! stop, which can overtake an answer already sent and fail a call that was in fact answered.
 
-pub mod messages;
 pub mod state;
 
 use std::collections::HashMap;
@@ -24,14 +23,18 @@ use ractor::{
     SupervisionEvent,
 };
 
-pub use messages::*;
 use state::{InFlight, JobLog, JobRecord};
 
 use crate::groups;
-use crate::question::{Answer, Answered, Ask, AskJob, QuestionError};
-use crate::scheduler::{DispatchReply, SchedulerMsg};
+use crate::protocol::jobs::{
+    JobAssignment, JobFinished, JobLookup, JobStatus, JobView, NewJob, SubmitReply,
+};
+use crate::protocol::master::MasterMsg;
+use crate::protocol::questions::{Answer, Answered, Ask, AskJob, QuestionError};
+use crate::protocol::receipt::Received;
+use crate::protocol::tasks::{DispatchReply, SchedulerMsg};
+use crate::protocol::worker::WorkerMsg;
 use crate::time::now_micros;
-use crate::worker::{JobAssignment, WorkerMsg};
 
 /// A worker's report error is retried on another worker this many times in all.
 const MAX_ATTEMPTS: u32 = 3;

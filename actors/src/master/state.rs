@@ -8,8 +8,8 @@ use std::time::Instant;
 use ractor::ActorId;
 use serde::{Deserialize, Serialize};
 
-use super::messages::JobView;
 use crate::codec;
+use crate::protocol::jobs::JobView;
 use crate::store::{Batch, Direction, Schema, Store, StoreError};
 
 /// Every job ever accepted, by id (UUID v7, so key order is submission order).

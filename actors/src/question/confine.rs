@@ -7,7 +7,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::QuestionError;
+use crate::protocol::questions::QuestionError;
 
 /// A dictionary file under `root`: `name` or `name.txt`.
 pub fn dictionary(root: &Path, name: &str) -> Result<PathBuf, QuestionError> {

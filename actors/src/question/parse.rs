@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::runner::MAX_CONTEXT;
-use super::Question;
+use crate::protocol::questions::Question;
 
 /// Why a JSON object is not a question.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,8 @@ use std::process::Stdio;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::{confine, Question, QuestionConfig, QuestionError, DEFAULT_DICTIONARY};
+use super::{confine, QuestionConfig, DEFAULT_DICTIONARY};
+use crate::protocol::questions::{Question, QuestionError};
 
 /// Lines of context around a match are capped so one question cannot ask for a whole file
 /// per match.

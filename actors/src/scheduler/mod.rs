@@ -17,7 +17,6 @@
 //! messages for that; writes made together (tasks falling due at once) still commit as one.
 
 pub mod clock;
-pub mod messages;
 pub mod start_time;
 pub mod state;
 
@@ -30,10 +29,13 @@ use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 pub use clock::Clock;
-pub use messages::*;
 use state::TaskStore;
 
-use crate::master::MasterMsg;
+use crate::protocol::master::MasterMsg;
+use crate::protocol::tasks::{
+    Dispatched, NewTask, SchedulerMsg, Task, TaskError, TaskOutcome, TaskPageReply, TaskPatch,
+    TaskReply, TaskRun, TaskStatus,
+};
 use crate::{groups, rpc};
 
 pub const MAX_WORKER_CHARS: usize = 128;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::ops::Bound;
 use std::path::Path;
 
-use super::messages::{Task, TaskFilter, TaskPage, TaskStatus};
 use crate::codec;
+use crate::protocol::tasks::{Task, TaskFilter, TaskPage, TaskStatus};
 use crate::store::{key, Batch, Direction, Schema, Store, StoreError};
 
 pub const TASKS: &str = "tasks";

@@ -1,15 +1,12 @@
 //! The user service (seed 002): users with integer ids from 1, never reused, newest first.
 
-pub mod messages;
-
 use std::path::PathBuf;
 
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-pub use messages::*;
-
 use crate::paging;
-use crate::service_error::ServiceError;
+use crate::protocol::service_error::ServiceError;
+use crate::protocol::users::{NewUser, User, UserCreated, UserLookup, UserMsg, UserPage, UserSet};
 use crate::store::{key, Batch, Schema, Store, StoreError};
 use crate::time::now_micros;
 use crate::{codec, groups};

@@ -9,7 +9,6 @@
 //! yet is kept until the master records its outcome, then removed if that is elsewhere.
 
 pub mod files;
-pub mod messages;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -20,13 +19,15 @@ use futures::StreamExt;
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use messages::*;
-
 use crate::groups;
-use crate::master::{JobFinished, JobStatus, JobView, MasterMsg, Received};
-use crate::question::{self, Answer, Answered, QuestionConfig, QuestionError};
+use crate::protocol::jobs::{JobAssignment, JobFinished, JobStatus, JobView};
+use crate::protocol::master::MasterMsg;
+use crate::protocol::questions::{Answer, Answered, QuestionError};
+use crate::protocol::receipt::Received;
+use crate::protocol::tasks::{TaskOutcome, TaskRun};
+use crate::protocol::worker::WorkerMsg;
+use crate::question::{self, QuestionConfig};
 use crate::rpc;
-use crate::scheduler::{TaskOutcome, TaskRun};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]

@@ -15,9 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use troupe_actors::events::{Event, EventError, EventFilter, EventsMsg, GeoStatus, NewEvent};
 use troupe_actors::groups;
-use troupe_actors::paging::Page;
+use troupe_actors::protocol::events::{
+    Event, EventError, EventFilter, EventsMsg, GeoStatus, NewEvent,
+};
+use troupe_actors::protocol::page::Page;
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;

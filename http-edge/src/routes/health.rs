@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use ractor::pg;
 use serde_json::{json, Value};
 use troupe_actors::groups;
-use troupe_actors::node_info::{NodeInfo, NodeInfoMsg};
+use troupe_actors::protocol::node_info::{NodeInfo, NodeInfoMsg};
 use troupe_actors::rpc;
 use troupe_actors::time::micros_to_rfc3339;
 

@@ -15,7 +15,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use troupe_actors::groups;
-use troupe_actors::master::{JobLookup, JobStatus, JobView, MasterMsg, NewJob};
+use troupe_actors::protocol::jobs::{JobLookup, JobStatus, JobView, NewJob};
+use troupe_actors::protocol::master::MasterMsg;
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 

@@ -10,8 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use troupe_actors::groups;
-use troupe_actors::listing::{Listing, ListingMsg, ListingQuery, NewListing};
-use troupe_actors::paging::Page;
+use troupe_actors::protocol::listings::{Listing, ListingMsg, ListingQuery, NewListing};
+use troupe_actors::protocol::page::Page;
 use troupe_actors::rpc;
 
 use super::form;

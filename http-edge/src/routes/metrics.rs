@@ -6,9 +6,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use ractor::pg;
-use troupe_actors::geo::GeoMsg;
 use troupe_actors::groups;
-use troupe_actors::node_info::NodeInfoMsg;
+use troupe_actors::protocol::geo::GeoMsg;
+use troupe_actors::protocol::node_info::NodeInfoMsg;
 use troupe_actors::rpc;
 
 use crate::metrics::{render, GeoCounters};

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use troupe_actors::listing::{Listing, NewListing};
-use troupe_actors::user::{NewUser, User};
+use troupe_actors::protocol::listings::{Listing, NewListing};
+use troupe_actors::protocol::users::{NewUser, User};
 
 use super::json_body::{self, JsonBodyError};
 use super::result_family::{self, ResultError};

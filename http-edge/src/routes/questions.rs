@@ -12,9 +12,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use troupe_actors::groups;
-use troupe_actors::master::MasterMsg;
+use troupe_actors::protocol::master::MasterMsg;
+use troupe_actors::protocol::questions::{Ask, Question, QuestionError};
 use troupe_actors::question::parse::{self, ParseError};
-use troupe_actors::question::{Ask, Question, QuestionError};
 use troupe_actors::rpc::{self, CallError};
 
 use super::json_body;

@@ -6,8 +6,8 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use troupe_actors::protocol::service_error::ServiceError;
 use troupe_actors::rpc::CallError;
-use troupe_actors::service_error::ServiceError;
 
 #[derive(Debug)]
 pub struct ResultError {

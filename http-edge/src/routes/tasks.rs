@@ -13,12 +13,13 @@ use axum::routing::{delete, get, patch};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use troupe_actors::groups;
-use troupe_actors::paging::Page;
-use troupe_actors::rpc::{self, CallError};
-use troupe_actors::scheduler::{
-    start_time, NewTask, PayloadKeyDelete, PayloadPatch, SchedulerMsg, Task, TaskError, TaskFilter,
-    TaskPatch, TaskStatus,
+use troupe_actors::protocol::page::Page;
+use troupe_actors::protocol::tasks::{
+    NewTask, PayloadKeyDelete, PayloadPatch, SchedulerMsg, Task, TaskError, TaskFilter, TaskPatch,
+    TaskStatus,
 };
+use troupe_actors::rpc::{self, CallError};
+use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;
 
 use super::json_body::{self, JsonBodyError};

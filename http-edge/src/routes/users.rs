@@ -10,9 +10,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use troupe_actors::groups;
-use troupe_actors::paging::Page;
+use troupe_actors::protocol::page::Page;
+use troupe_actors::protocol::users::{NewUser, User, UserIds, UserMsg};
 use troupe_actors::rpc;
-use troupe_actors::user::{NewUser, User, UserIds, UserMsg};
 
 use super::form;
 use super::result_family::ResultError;

@@ -1,11 +1,8 @@
-//! The master's wire messages and the job records they carry.
+//! The job relay's conversation (seed 000): a job submitted to the master, handed to a worker,
+//! reported back; and the job record the master keeps and reports.
 
-use ractor::RpcReplyPort;
-use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::question::{Answer, Answered, Ask};
-use crate::scheduler::{DispatchReply, TaskOutcome, TaskRun};
 use crate::wire_type;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,41 +69,13 @@ pub struct JobFinished {
     pub outcome: Result<String, String>,
 }
 
-/// The master's receipt for a worker's report: once a worker holds it, the report has crossed
-/// the wire. A one-way message gives no such proof, and a draining node could exit with it
-/// still queued in its session.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Received;
-
-wire_type!(NewJob, SubmitReply, JobLookup, JobFinished, Received);
-
-#[derive(RactorClusterMessage)]
-pub enum MasterMsg {
-    /// Log a new job durably, then hand it to a worker.
-    #[rpc]
-    Submit(NewJob, RpcReplyPort<SubmitReply>),
-    #[rpc]
-    Get(String, RpcReplyPort<JobLookup>),
-    /// Answers once the job is done or failed (at once if it already is).
-    #[rpc]
-    AwaitDone(String, RpcReplyPort<JobLookup>),
-    /// From a worker: the job's outcome.
-    #[rpc]
-    Finished(JobFinished, RpcReplyPort<Received>),
-    /// Periodic: re-send jobs whose lease expired, dispatch what waits.
-    Tick,
-    /// From the master itself: a job's outcome is committed; answer its waiters.
-    Settled(String),
-    /// Route a question to the least loaded worker and relay its answer.
-    #[rpc]
-    Ask(Ask, RpcReplyPort<Answer>),
-    /// From a worker: the answer to a question this master handed out.
-    #[rpc]
-    Answered(Answered, RpcReplyPort<Received>),
-    /// From the scheduler: hand this run to the worker it names (`troupe.worker.<name>`).
-    #[rpc]
-    RunTask(TaskRun, RpcReplyPort<DispatchReply>),
-    /// From a worker: how a task run ended; relayed to the scheduler.
-    #[rpc]
-    TaskDone(TaskOutcome, RpcReplyPort<Received>),
+/// A job handed out by the master.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobAssignment {
+    pub job_id: String,
+    pub text: String,
+    /// 1 for the first send; higher when re-sent.
+    pub attempt: u32,
 }
+
+wire_type!(NewJob, SubmitReply, JobLookup, JobFinished, JobAssignment);

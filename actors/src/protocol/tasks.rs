@@ -1,11 +1,11 @@
-//! The scheduler's wire messages (seed 004), and the task run that travels scheduler -> master
-//! -> worker and back.
+//! The scheduler's conversation (seed 004): the task API from the edge, and the task run that
+//! travels scheduler -> master -> worker and back.
 
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::paging::Page;
+use super::page::Page;
 use crate::wire_type;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,8 +4,8 @@ use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::geo::{Geo, GeoAnswer};
-use crate::paging::Page;
+use super::geo::{Geo, GeoAnswer};
+use super::page::Page;
 use crate::wire_type;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

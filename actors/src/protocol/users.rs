@@ -4,8 +4,8 @@ use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 
-use crate::paging::Page;
-use crate::service_error::ServiceError;
+use super::page::Page;
+use super::service_error::ServiceError;
 use crate::wire_type;
 
 /// A user as the brief defines it; timestamps in microseconds.

@@ -1,4 +1,4 @@
-//! How a data service (listing, user) refuses a write: the caller's input, or its own storage.
+//! How a data service (listing, user) refuses a request: the caller's input, or its own storage.
 
 use serde::{Deserialize, Serialize};
 

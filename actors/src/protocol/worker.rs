@@ -1,23 +1,12 @@
-//! The worker's wire messages.
+//! What a worker takes from the master: jobs, questions and task runs, and the drain order
+//! from its own node.
 
 use ractor::RpcReplyPort;
 use ractor_cluster::RactorClusterMessage;
-use serde::{Deserialize, Serialize};
 
-use crate::question::AskJob;
-use crate::scheduler::TaskRun;
-use crate::wire_type;
-
-/// A job handed out by the master.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobAssignment {
-    pub job_id: String,
-    pub text: String,
-    /// 1 for the first send; higher when re-sent.
-    pub attempt: u32,
-}
-
-wire_type!(JobAssignment);
+use super::jobs::JobAssignment;
+use super::questions::AskJob;
+use super::tasks::TaskRun;
 
 #[derive(RactorClusterMessage)]
 pub enum WorkerMsg {
