@@ -32,7 +32,7 @@ pub enum Command {
     /// Run a whole local cluster (nodes and edge) as child processes.
     Up(UpArgs),
     /// Serve a local stand-in for the external geolocation API, with its rate limit.
-    GeoipStub(crate::geoip_stub::GeoStubArgs),
+    GeoipStub(GeoStubArgs),
 }
 
 /// Settings every cluster member needs.
@@ -276,6 +276,46 @@ pub struct UpArgs {
     pub geo_api: String,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct GeoStubArgs {
+    /// Address to serve HTTP on (loopback unless told otherwise).
+    #[arg(long, env = "TROUPE_GEO_STUB_HTTP", default_value = "127.0.0.1:8090")]
+    pub http: SocketAddr,
+    /// Requests accepted per sliding second; the others get 429, as from the real API.
+    #[arg(long, env = "TROUPE_GEO_STUB_RATE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: u32,
+    /// Probability (0 to 1) that an accepted request is answered late.
+    #[arg(long, env = "TROUPE_GEO_STUB_HICCUP_PROB", default_value_t = 0.0,
+          value_parser = parse_probability)]
+    pub hiccup_prob: f64,
+    /// Longest such delay; each one is drawn uniformly between zero and this.
+    #[arg(long, env = "TROUPE_GEO_STUB_HICCUP_MAX", default_value = "5s",
+          value_parser = parse_duration)]
+    pub hiccup_max: Duration,
+    /// A MaxMind-format City database (GeoLite2/GeoIP2) to answer from instead of the table.
+    #[arg(long, env = "TROUPE_GEO_STUB_MMDB")]
+    pub mmdb: Option<PathBuf>,
+    /// Seeds the hiccup randomness, so that a run can be repeated exactly.
+    #[arg(long, env = "TROUPE_GEO_STUB_SEED")]
+    pub seed: Option<u64>,
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{s} is not a probability (use 0 to 1)"))
+    }
+}
+
+/// A duration flag: a number with `ms`, `s`, `m` or `h`, or a bare number of seconds (the
+/// contract's shorthand). Fractions are fine (`1.5s`). Ours rather than humantime's: that one
+/// takes no bare number and no fraction, and takes units no flag here means (`y`, `w`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
@@ -292,7 +332,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
 #[cfg(test)]
@@ -307,6 +347,9 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        // Past what a Duration holds: an error, not a panic while parsing flags.
+        assert!(parse_duration("1000000000000000000000000h").is_err());
     }
 
     #[test]

@@ -10,8 +10,7 @@
 
 use std::collections::VecDeque;
 use std::future::IntoFuture;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::config::parse_duration;
+use crate::config::GeoStubArgs;
 use crate::signals;
 
 /// The span the rate applies to: the real API counts requests per sliding second.
@@ -34,43 +33,6 @@ const WINDOW: Duration = Duration::from_secs(1);
 
 /// Accuracy claimed for built-in answers: they are a city centre, not the address.
 const BUILTIN_ACCURACY_KM: u16 = 50;
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct GeoStubArgs {
-    /// Address to serve HTTP on (loopback unless told otherwise).
-    #[arg(long, env = "TROUPE_GEO_STUB_HTTP", default_value = "127.0.0.1:8090")]
-    pub http: SocketAddr,
-    /// Requests accepted per sliding second; the others get 429, as from the real API.
-    #[arg(long, env = "TROUPE_GEO_STUB_RATE", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub rate: u32,
-    /// Probability (0 to 1) that an accepted request is answered late.
-    #[arg(long, env = "TROUPE_GEO_STUB_HICCUP_PROB", default_value_t = 0.0,
-          value_parser = parse_probability)]
-    pub hiccup_prob: f64,
-    /// Longest such delay; each one is drawn uniformly between zero and this.
-    #[arg(long, env = "TROUPE_GEO_STUB_HICCUP_MAX", default_value = "5s",
-          value_parser = parse_duration)]
-    pub hiccup_max: Duration,
-    /// A MaxMind-format City database (GeoLite2/GeoIP2) to answer from instead of the table.
-    #[arg(long, env = "TROUPE_GEO_STUB_MMDB")]
-    pub mmdb: Option<PathBuf>,
-    /// Seeds the hiccup randomness, so that a run can be repeated exactly.
-    #[arg(long, env = "TROUPE_GEO_STUB_SEED")]
-    pub seed: Option<u64>,
-}
-
-fn parse_probability(s: &str) -> Result<f64, String> {
-    let p: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
-    } else {
-        Err(format!("{s} is not a probability (use 0 to 1)"))
-    }
-}
 
 /// Serves until SIGINT or SIGTERM. In-flight requests are dropped then: the stub holds nothing
 /// worth draining, and a request stalled in a long hiccup should not hold up the exit.
