@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::restart::RestartMode;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "troupe",
@@ -274,6 +276,13 @@ pub struct UpArgs {
     /// Its shape: geoip-api or freegeoip.
     #[arg(long, env = "TROUPE_GEO_API", default_value = "geoip-api")]
     pub geo_api: String,
+    /// Whether a child that dies after the cluster is ready is started again: on-failure (it
+    /// exited with an error or was killed) or never.
+    #[arg(long, env = "TROUPE_RESTART", value_enum, default_value = "on-failure")]
+    pub restart: RestartMode,
+    /// Restarts of one child within a minute past which it stays down.
+    #[arg(long, env = "TROUPE_RESTART_LIMIT", default_value_t = 5)]
+    pub restart_limit: u32,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -5,6 +5,7 @@ mod config;
 mod edge;
 mod geoip_stub;
 mod node;
+mod restart;
 mod roles;
 mod signals;
 mod tls;

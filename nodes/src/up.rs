@@ -2,10 +2,12 @@
 //!
 //! Children run in their own process group, so a terminal's Ctrl-C reaches only this process;
 //! it then stops the edge first (no new requests), then the nodes from last to first (workers
-//! drain while the master still records their reports). A child that dies is reported, not
-//! restarted: restarting crashed processes is the host supervisor's job. While the cluster is
-//! starting (until the edge reports it ready), a child that exits stops the whole cluster with
-//! an error naming it: a cluster missing a process would otherwise look as if it were running.
+//! drain while the master still records their reports). A child that dies later is started
+//! again with the same arguments and data dir (`--restart on-failure`, the default; backoff and
+//! limit in `restart.rs`), each restart logged; `--restart never` only reports it. While the
+//! cluster is starting (until the edge reports it ready), a child that exits stops the whole
+//! cluster with an error naming it: that is a configuration to fix, not a crash to retry, and a
+//! cluster missing a process would otherwise look as if it were running.
 //!
 //! Children's output passes through this process, each line prefixed with the child's name,
 //! so that interleaved logs stay readable and the last lines of a child that died can be
@@ -15,12 +17,13 @@
 //! on Ctrl-C.
 
 use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -30,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::UpArgs;
+use crate::restart::{Restarts, Verdict, WINDOW};
 use crate::signals;
 
 /// What one node of the local cluster runs.
@@ -124,21 +128,27 @@ async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
     let deadline = format!("{}ms", args.shutdown_deadline.as_millis());
     // The stand-in geolocation API, unless a real one was named: the cluster needs nothing
     // from outside.
+    let launcher = Launcher {
+        exe,
+        cookie,
+        echo,
+        restarts: Restarts::new(args.restart, args.restart_limit),
+    };
     let (geo_url, stub) = match &args.geo_url {
         Some(url) => (url.clone(), None),
         None => {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-            let mut cmd = child_command(&exe, &cookie);
+            let mut cmd = Recipe::default();
             cmd.arg("geoip-stub").args(["--http", &addr.to_string()]);
             (
                 format!("http://{addr}"),
-                Some(spawn(cmd, "geoip-stub", echo)?),
+                Some(launcher.start("geoip-stub", cmd)?),
             )
         }
     };
     let mut procs: Vec<Proc> = stub.into_iter().collect();
     for (i, p) in plans.iter().enumerate() {
-        let mut cmd = child_command(&exe, &cookie);
+        let mut cmd = Recipe::default();
         cmd.arg("node")
             .args(["--name", &p.name])
             .args(["--cluster", &addrs[i].to_string()])
@@ -165,10 +175,10 @@ async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
         for earlier in &addrs[..i] {
             cmd.args(["--seed", &earlier.to_string()]);
         }
-        procs.push(spawn(cmd, &p.name, echo)?);
+        procs.push(launcher.start(&p.name, cmd)?);
     }
     let edge_cluster = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mut cmd = child_command(&exe, &cookie);
+    let mut cmd = Recipe::default();
     cmd.arg("edge")
         .args(["--http", &args.http.to_string()])
         .args(["--internal-http", &internal.to_string()])
@@ -185,7 +195,7 @@ async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
         // Through the environment, so tokens do not show in the process list.
         cmd.env("TROUPE_API_TOKENS", args.api_tokens.join(","));
     }
-    procs.push(spawn(cmd, "edge", echo)?);
+    procs.push(launcher.start("edge", cmd)?);
 
     println!("public http: {}", args.http);
     println!("internal http: {internal}");
@@ -211,10 +221,17 @@ async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
     tokio::pin!(ready);
     let mut starting = true;
     let sig = loop {
+        // Far enough to stand for "no restart is due" when none is planned.
+        let next_restart = procs
+            .iter()
+            .filter_map(|p| p.restart_at)
+            .min()
+            .unwrap_or_else(|| tokio::time::Instant::now() + STARTUP_LIMIT);
         tokio::select! {
             sig = &mut signal => break sig,
             (i, status) = first_exit(&mut procs) => {
                 let name = procs[i].name.clone();
+                let status_ok = status.as_ref().ok().map(ExitStatus::success);
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 procs[i].exited = true;
                 if starting {
@@ -226,14 +243,44 @@ async fn run_cluster(args: UpArgs, echo: &Echo) -> Result<ExitCode, String> {
                          \"{name} | \" above):\n{last}"
                     ));
                 }
-                tracing::error!(
-                    child = %name,
-                    %status,
-                    "exited; troupe up does not restart it (its log lines are prefixed \"{name} | \"); \
-                     run troupe up again on the same data dir to bring it back"
-                );
-                if procs.iter().all(|p| p.exited) {
+                let success = matches!(status_ok, Some(true));
+                let proc = &mut procs[i];
+                match proc.restarts.after_exit(success, Instant::now()) {
+                    Verdict::RestartAfter { delay, nth } => {
+                        tracing::warn!(
+                            child = %name,
+                            %status,
+                            ?delay,
+                            restart = nth,
+                                                        "exited; restarting it (its log lines are prefixed \"{name} | \")"
+                        );
+                        proc.restart_at = Some(tokio::time::Instant::now() + delay);
+                    }
+                    Verdict::GiveUp { limit } => tracing::error!(
+                        child = %name,
+                        %status,
+                        "exited; restart limit reached ({limit} restarts within {WINDOW:?}), so it \
+                         stays down; run troupe up again on the same data dir to bring it back"
+                    ),
+                    Verdict::LeaveDown => tracing::error!(
+                        child = %name,
+                        %status,
+                        "exited; not restarted (--restart never, or a clean exit); run troupe \
+                         up again on the same data dir to bring it back"
+                    ),
+                }
+                if procs.iter().all(|p| p.exited && p.restart_at.is_none()) {
                     return Ok(ExitCode::FAILURE);
+                }
+            }
+            _ = tokio::time::sleep_until(next_restart) => {
+                let now = tokio::time::Instant::now();
+                for proc in procs.iter_mut().filter(|p| p.restart_at.is_some_and(|t| t <= now)) {
+                    proc.restart_at = None;
+                    match launcher.restart(proc) {
+                        Ok(pid) => tracing::info!(child = %proc.name, pid, "restarted"),
+                        Err(e) => tracing::error!(child = %proc.name, error = %e, "cannot restart; it stays down"),
+                    }
                 }
             }
             is_ready = &mut ready, if starting => {
@@ -263,8 +310,13 @@ const TAIL_LINES: usize = 8;
 /// One child process and what is known of it.
 struct Proc {
     name: String,
+    /// How it was started, to start it again the same way.
+    recipe: Recipe,
     child: Child,
     exited: bool,
+    restarts: Restarts,
+    /// When it is to be started again, after it died.
+    restart_at: Option<tokio::time::Instant>,
     /// Its last lines of output.
     tail: Arc<Mutex<VecDeque<String>>>,
     /// The tasks passing its stdout and stderr through.
@@ -352,38 +404,87 @@ fn node_dir(data: &Path, name: &str) -> String {
     data.join(name).display().to_string()
 }
 
-fn child_command(exe: &Path, cookie: &str) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.env("TROUPE_COOKIE", cookie)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    cmd
+/// A child's arguments and environment beyond what every child gets.
+#[derive(Debug, Clone, Default)]
+struct Recipe {
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
 }
 
-fn spawn(mut cmd: Command, name: &str, echo: &Echo) -> Result<Proc, String> {
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {name}: {e}"))?;
-    let tail = Arc::new(Mutex::new(VecDeque::new()));
-    let mut forwarders = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        let (name, tail, echo) = (name.to_string(), tail.clone(), echo.tx.clone());
-        forwarders.push(tokio::spawn(forward(out, name, tail, echo)));
+impl Recipe {
+    fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
     }
-    if let Some(err) = child.stderr.take() {
-        let (name, tail, echo) = (name.to_string(), tail.clone(), echo.tx.clone());
-        forwarders.push(tokio::spawn(forward(err, name, tail, echo)));
+
+    fn args<S: AsRef<OsStr>>(&mut self, args: impl IntoIterator<Item = S>) -> &mut Self {
+        for a in args {
+            self.arg(a);
+        }
+        self
     }
-    Ok(Proc {
-        name: name.to_string(),
-        child,
-        exited: false,
-        tail,
-        forwarders,
-    })
+
+    fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+}
+
+/// Starts children: this binary with the cluster's cookie, in a process group of its own,
+/// output passed through [`Echo`].
+struct Launcher<'a> {
+    exe: PathBuf,
+    cookie: String,
+    echo: &'a Echo,
+    /// The policy every child starts with.
+    restarts: Restarts,
+}
+
+impl Launcher<'_> {
+    fn start(&self, name: &str, recipe: Recipe) -> Result<Proc, String> {
+        self.spawn(name, recipe, self.restarts.clone())
+    }
+
+    /// Starts a dead child again as it was started first, keeping its restart history; its pid.
+    fn restart(&self, proc: &mut Proc) -> Result<u32, String> {
+        *proc = self.spawn(&proc.name, proc.recipe.clone(), proc.restarts.clone())?;
+        Ok(proc.child.id().unwrap_or_default())
+    }
+
+    fn spawn(&self, name: &str, recipe: Recipe, restarts: Restarts) -> Result<Proc, String> {
+        let mut child = Command::new(&self.exe)
+            .env("TROUPE_COOKIE", &self.cookie)
+            .args(&recipe.args)
+            .envs(recipe.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let mut forwarders = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let (name, tail, echo) = (name.to_string(), tail.clone(), self.echo.tx.clone());
+            forwarders.push(tokio::spawn(forward(out, name, tail, echo)));
+        }
+        if let Some(err) = child.stderr.take() {
+            let (name, tail, echo) = (name.to_string(), tail.clone(), self.echo.tx.clone());
+            forwarders.push(tokio::spawn(forward(err, name, tail, echo)));
+        }
+        Ok(Proc {
+            name: name.to_string(),
+            recipe,
+            child,
+            exited: false,
+            restarts,
+            restart_at: None,
+            tail,
+            forwarders,
+        })
+    }
 }
 
 /// Passes a child's output line by line to [`Echo`], prefixed with its name, and keeps its

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
-use troupe_tests::{eventually, free_port, troupe_bin, wait_child};
+use troupe_tests::{eventually, eventually_some, free_port, troupe_bin, wait_child};
 
 struct Up {
     child: std::process::Child,
@@ -28,14 +28,27 @@ impl Drop for Up {
 }
 
 fn start_up(data: &std::path::Path, http: u16) -> Up {
+    start_up_with(data, http, free_port(), &[], Stdio::null())
+}
+
+/// `troupe up --nodes 3` with `extra` flags, its stderr (the children's lines and its own
+/// log) going to `stderr`.
+fn start_up_with(
+    data: &std::path::Path,
+    http: u16,
+    internal: u16,
+    extra: &[&str],
+    stderr: impl Into<Stdio>,
+) -> Up {
     let mut child = Command::new(troupe_bin())
         .args(["up", "--nodes", "3", "--http", &format!("127.0.0.1:{http}")])
-        .args(["--internal-http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--internal-http", &format!("127.0.0.1:{internal}")])
+        .args(extra)
         .arg("--data")
         .arg(data)
         .env_remove("TROUPE_COOKIE")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
@@ -198,4 +211,117 @@ fn up_stops_the_cluster_and_names_the_edge_when_the_edge_cannot_listen() {
             "{addr} is still taken"
         );
     }
+}
+
+/// Waits until `troupe up`'s stderr, written to `log`, holds `needle`.
+async fn wait_logged(log: &std::path::Path, needle: &str) {
+    eventually(Duration::from_secs(60), needle, || async {
+        std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle))
+    })
+    .await;
+}
+
+/// The pid of the `troupe node --name <name>` that `troupe up` (pid `up`) runs now.
+fn node_pid(up: u32, name: &str) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{up}/task")).ok()?;
+    let children: Vec<i32> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    children.into_iter().find(|pid| {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.get(1) == Some(&b"node".as_slice())
+            && args
+                .windows(2)
+                .any(|w| w == [b"--name".as_slice(), name.as_bytes()])
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_restarts_a_node_killed_with_sigkill_and_it_serves_its_data_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, internal) = (free_port(), free_port());
+    let log = dir.path().join("up.err");
+    let mut up = start_up_with(
+        &dir.path().join("data"),
+        http,
+        internal,
+        &[],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let client = reqwest::Client::new();
+    // Until `up` itself has seen the cluster ready, a dying child stops the whole cluster.
+    wait_logged(&log, "cluster ready").await;
+    let created: serde_json::Value = client
+        .post(format!("http://127.0.0.1:{http}/public-api/users"))
+        .json(&json!({"name": "kept across the restart"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["user"]["id"].as_u64().expect("a user id");
+
+    // n2 holds the user service.
+    let old = node_pid(up.child.id(), "n2").expect("n2 runs");
+    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    let new = eventually_some(Duration::from_secs(30), "n2 started again", || async {
+        node_pid(up.child.id(), "n2").filter(|p| *p != old)
+    })
+    .await;
+    assert_ne!(new, old);
+
+    let user_url = format!("http://127.0.0.1:{internal}/users/{id}");
+    eventually(Duration::from_secs(30), "the user served again", || async {
+        matches!(client.get(&user_url).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    let found: serde_json::Value = client
+        .get(&user_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["user"]["name"], "kept across the restart");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("exited; restarting it") && text.contains("restarted child=n2"),
+        "{text}"
+    );
+    assert!(interrupt_and_wait(&mut up).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_with_restart_never_leaves_a_killed_node_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let log = dir.path().join("up.err");
+    let mut up = start_up_with(
+        &dir.path().join("data"),
+        http,
+        free_port(),
+        &["--restart", "never"],
+        std::fs::File::create(&log).unwrap(),
+    );
+    wait_logged(&log, "cluster ready").await;
+    let old = node_pid(up.child.id(), "n3").expect("n3 runs");
+    kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    wait_logged(&log, "not restarted").await;
+    // The decision is taken when the exit is logged: nothing is planned to start it again.
+    assert_eq!(node_pid(up.child.id(), "n3"), None);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("restarting it"), "{text}");
+    // The rest of the cluster still stops cleanly; the dead node is not counted against it.
+    interrupt_and_wait(&mut up);
 }
