@@ -17,6 +17,7 @@ pub mod node_info;
 pub mod paging;
 pub mod protocol;
 pub mod question;
+pub mod raft;
 pub mod rpc;
 pub mod scheduler;
 pub mod store;
