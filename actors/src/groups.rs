@@ -29,3 +29,14 @@ pub const SERVICE_GROUPS: &[&str] = &[MASTER, WORKER, LISTING, USER, SCHEDULER, 
 pub fn named_worker(name: &str) -> String {
     format!("{NAMED_WORKER_PREFIX}{name}")
 }
+
+/// Every replica of one Raft group (`troupe.raft.listing.0`): `crate::protocol::raft::RaftPeerMsg`.
+pub fn raft_replicas(group: &str) -> String {
+    format!("troupe.raft.{group}")
+}
+
+/// The one replica of a Raft group on a node (`troupe.raft.listing.0@n2`), where Raft messages
+/// for it are sent.
+pub fn raft_replica_on(group: &str, node: &str) -> String {
+    format!("troupe.raft.{group}@{node}")
+}

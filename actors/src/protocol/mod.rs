@@ -16,6 +16,7 @@ pub mod master;
 pub mod node_info;
 pub mod page;
 pub mod questions;
+pub mod raft;
 pub mod receipt;
 pub mod service_error;
 pub mod tasks;

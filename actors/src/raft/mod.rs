@@ -6,4 +6,6 @@
 //! over ractor_cluster. Must not touch: any one service's rules (those stay in the service's
 //! module, behind [`types::ReplicatedService`]), HTTP, or redb directly.
 
+pub mod network;
+pub mod replica;
 pub mod types;

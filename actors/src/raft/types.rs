@@ -44,3 +44,27 @@ pub struct Outcomes<O>(pub Vec<O>);
 pub fn group_name(service: &str, shard: u32) -> String {
     format!("{service}.{shard}")
 }
+
+/// The openraft type configuration every group uses, whatever its service: one bound instead
+/// of five on everything generic over a group.
+pub trait GroupConfig:
+    openraft::RaftTypeConfig<
+    NodeId = ReplicaId,
+    Node = ReplicaAddr,
+    Entry = openraft::Entry<Self>,
+    SnapshotData = std::io::Cursor<Vec<u8>>,
+    Responder = openraft::raft::responder::OneshotResponder<Self>,
+>
+{
+}
+
+impl<C> GroupConfig for C where
+    C: openraft::RaftTypeConfig<
+        NodeId = ReplicaId,
+        Node = ReplicaAddr,
+        Entry = openraft::Entry<C>,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+        Responder = openraft::raft::responder::OneshotResponder<C>,
+    >
+{
+}
