@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use tokio::sync::Notify;
 
-use crate::pipeline::Refused;
+use crate::refusal::{refuse, Refused};
 use crate::AppState;
 
 #[derive(Debug, Clone, Default)]
@@ -64,20 +64,20 @@ impl Drop for InFlightGuard {
 pub fn admit(state: &AppState, path: &str) -> Result<InFlightGuard, Refused> {
     let draining = &state.draining;
     if draining.is_draining() && path != "/healthz" {
-        return Err(Box::new(crate::routes::error_for_path(
+        return Err(refuse(
             path,
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down; retry on another instance".into(),
-        )));
+        ));
     }
     let in_flight = draining.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let guard = InFlightGuard(draining.clone());
     if in_flight > state.protection.max_in_flight {
-        return Err(Box::new(crate::routes::error_for_path(
+        return Err(refuse(
             path,
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is at its limit of requests in flight; retry shortly".into(),
-        )));
+        ));
     }
     Ok(guard)
 }

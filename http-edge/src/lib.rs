@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod protect;
+pub mod refusal;
 pub mod routes;
 pub mod user_cache;
 

@@ -23,12 +23,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 
+use crate::refusal::Refused;
 use crate::{access_log, draining, protect, AppState};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// A check's refusal: the whole response to send instead (boxed: it is the rare path).
-pub type Refused = Box<Response>;
 
 /// Which listener a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

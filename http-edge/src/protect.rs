@@ -1,6 +1,7 @@
 //! What stands between the internet and the routes: a header size limit, bearer
-//! tokens and per-client rate limits. Every refusal is rendered in the error shape of the API
-//! family the path belongs to (`routes::error_for_path`).
+//! tokens and per-client rate limits, each refusing with a `refusal::Refused`; and the JSON
+//! rendering of errors raised below the handlers. Everything is rendered in the error shape of
+//! the API family the path belongs to (`routes::error_for_path`).
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -12,7 +13,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::client_ip::client_ip;
-use crate::pipeline::Refused;
+use crate::refusal::{refuse, Refused};
 use crate::routes::error_for_path;
 use crate::AppState;
 
@@ -125,14 +126,14 @@ pub fn check_headers(state: &AppState, request: &Request) -> Result<(), Refused>
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
     if size > state.protection.max_header_bytes {
-        return Err(Box::new(error_for_path(
+        return Err(refuse(
             request.uri().path(),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             format!(
                 "request headers are {size} bytes; the limit is {}",
                 state.protection.max_header_bytes
             ),
-        )));
+        ));
     }
     Ok(())
 }
@@ -166,11 +167,11 @@ pub fn authenticate(state: &AppState, request: &mut Request) -> Result<(), Refus
             } else {
                 "this API needs an Authorization: Bearer <token> header"
             };
-            let mut response = error_for_path(path, StatusCode::UNAUTHORIZED, why.into());
-            response
+            let mut refused = refuse(path, StatusCode::UNAUTHORIZED, why.into());
+            refused
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(Box::new(response))
+            Err(refused)
         }
     }
 }
@@ -199,15 +200,15 @@ pub fn rate_limit(state: &AppState, request: &Request) -> Result<(), Refused> {
     limiter.check_key(&key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = error_for_path(
+        let mut refused = refuse(
             path,
             StatusCode::TOO_MANY_REQUESTS,
             format!("too many requests; retry in {secs} s"),
         );
-        response
+        refused
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        Box::new(response)
+        refused
     })
 }
 

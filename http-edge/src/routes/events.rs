@@ -24,9 +24,9 @@ use troupe_actors::rpc::{self, CallError};
 use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::doc::{schema, RouteDoc};
 use super::json_body;
 use crate::client_ip::client_ip;
-use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -14,7 +14,7 @@ use troupe_actors::protocol::node_info::{NodeInfo, NodeInfoMsg};
 use troupe_actors::rpc;
 use troupe_actors::time::micros_to_rfc3339;
 
-use crate::openapi::{schema, RouteDoc};
+use super::doc::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -20,9 +20,9 @@ use troupe_actors::protocol::master::MasterMsg;
 use troupe_actors::rpc::{self, CallError};
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::doc::{schema, RouteDoc};
 use super::form;
 use super::json_body::media_type;
-use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 /// How long a `wait=true` that ran out may spend asking the job's status before answering.

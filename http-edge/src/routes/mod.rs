@@ -1,5 +1,6 @@
 //! One module per API family.
 
+pub mod doc;
 pub mod events;
 mod form;
 pub mod health;

@@ -13,10 +13,10 @@ use serde_json::{json, Map, Value};
 use troupe_actors::protocol::listings::{Listing, NewListing};
 use troupe_actors::protocol::users::{NewUser, User};
 
+use super::doc::{schema, RouteDoc};
 use super::json_body::{self, JsonBodyError};
 use super::result_family::{self, ResultError};
 use super::{listings, users};
-use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 pub fn router() -> Router<AppState> {

@@ -17,8 +17,8 @@ use troupe_actors::protocol::questions::{Ask, Question, QuestionError};
 use troupe_actors::question::parse::{self, ParseError};
 use troupe_actors::rpc::{self, CallError};
 
+use super::doc::{schema, RouteDoc};
 use super::json_body;
-use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 /// Questions are small; anything bigger is a mistake or an attack.

@@ -22,8 +22,8 @@ use troupe_actors::rpc::{self, CallError};
 use troupe_actors::scheduler::start_time;
 use troupe_actors::time::micros_to_rfc3339;
 
+use super::doc::{schema, RouteDoc};
 use super::json_body::{self, JsonBodyError};
-use crate::openapi::{schema, RouteDoc};
 use crate::AppState;
 
 /// The brief's examples write `/api/task/...`; its API says `/api/tasks`. Both are served.
