@@ -280,18 +280,15 @@ async fn up_restarts_a_node_killed_with_sigkill_and_it_serves_its_data_again() {
     assert_ne!(new, old);
 
     let user_url = format!("http://127.0.0.1:{internal}/users/{id}");
-    eventually(Duration::from_secs(30), "the user served again", || async {
-        matches!(client.get(&user_url).send().await, Ok(r) if r.status() == 200)
-    })
-    .await;
-    let found: serde_json::Value = client
-        .get(&user_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: serde_json::Value =
+        eventually_some(Duration::from_secs(30), "the user served again", || async {
+            let r = client.get(&user_url).send().await.ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        })
+        .await;
     assert_eq!(found["user"]["name"], "kept across the restart");
 
     let text = std::fs::read_to_string(&log).unwrap();

@@ -16,13 +16,16 @@
 //! its old one the same way; a replica that merely restarted keeps its id and is not re-added.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::RaftError;
 use openraft::storage::{RaftLogStorage, RaftStateMachine};
 use openraft::{Membership, Raft, RaftTypeConfig, ServerState};
-use ractor::{pg, Actor, ActorProcessingErr, ActorRef};
+use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -207,30 +210,18 @@ where
         let (raft, group, me) = (state.raft.clone(), state.group.clone(), state.me);
         match msg {
             RaftPeerMsg::AppendEntries(frame, port) => {
-                tokio::spawn(async move {
-                    let reply: PeerReply<_, _> = match decode_request(&frame, &group, me) {
-                        Ok((_, req)) => raft.append_entries(req).await.map_err(PeerFailure::Raft),
-                        Err(why) => Err(PeerFailure::Refused(why)),
-                    };
-                    let _ = port.send(encode_reply(&reply));
+                answer(frame, port, group, me, move |req| async move {
+                    raft.append_entries(req).await
                 });
             }
             RaftPeerMsg::Vote(frame, port) => {
-                tokio::spawn(async move {
-                    let reply: PeerReply<_, _> = match decode_request(&frame, &group, me) {
-                        Ok((_, req)) => raft.vote(req).await.map_err(PeerFailure::Raft),
-                        Err(why) => Err(PeerFailure::Refused(why)),
-                    };
-                    let _ = port.send(encode_reply(&reply));
+                answer(frame, port, group, me, move |req| async move {
+                    raft.vote(req).await
                 });
             }
             RaftPeerMsg::InstallSnapshot(frame, port) => {
-                tokio::spawn(async move {
-                    let reply: PeerReply<_, _> = match decode_request(&frame, &group, me) {
-                        Ok((_, req)) => raft.install_snapshot(req).await.map_err(PeerFailure::Raft),
-                        Err(why) => Err(PeerFailure::Refused(why)),
-                    };
-                    let _ = port.send(encode_reply(&reply));
+                answer(frame, port, group, me, move |req| async move {
+                    raft.install_snapshot(req).await
                 });
             }
             RaftPeerMsg::Hello(frame, port) => {
@@ -281,6 +272,30 @@ where
         tracing::info!(group = %state.group, replica = state.me, "replica stopped");
         Ok(())
     }
+}
+
+/// Answers one Raft frame from a task of its own: decodes it (refusing a frame meant for
+/// another group or replica), hands it to openraft, and sends back its answer.
+fn answer<Req, Resp, E, F, Fut>(
+    frame: RaftFrame,
+    port: RpcReplyPort<RaftFrame>,
+    group: String,
+    me: ReplicaId,
+    call: F,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize,
+    E: Serialize,
+    F: FnOnce(Req) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, RaftError<ReplicaId, E>>> + Send,
+{
+    tokio::spawn(async move {
+        let reply: PeerReply<Resp, E> = match decode_request(&frame, &group, me) {
+            Ok((_, req)) => call(req).await.map_err(PeerFailure::Raft),
+            Err(why) => Err(PeerFailure::Refused(why)),
+        };
+        let _ = port.send(encode_reply(&reply));
+    });
 }
 
 /// Hello to every other replica of the group; their answers come back as `Heard`.
