@@ -7,6 +7,14 @@
 //! resolves each batch's future. Callers answer their requests only after that future resolves,
 //! so an answered write is on disk.
 //!
+//! A batch is durable unless built with [`Batch::non_durable`]: a group transaction is fsynced
+//! when any batch in it is durable, and otherwise only made visible. redb's commits form one
+//! linear history, so a durable commit also persists every non-durable one before it; a crash
+//! loses only the non-durable commits after the last durable one, never a commit in between.
+//!
+//! Reads go through a [`StoreView`], one read transaction: every read from one view sees the
+//! same point in time across all tables. A table that was never created reads as empty.
+//!
 //! Dropping the `Store` stops the writer after it has committed what was queued and closes the
 //! file; an actor that is restarted must be fully dropped first (redb refuses a second open).
 
@@ -17,7 +25,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableError,
+};
 use tokio::sync::oneshot;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("__meta");
@@ -64,17 +75,59 @@ enum Op {
         table: &'static str,
         key: Vec<u8>,
     },
+    /// Removes every row of the table; later ops in the same transaction see it empty.
+    Clear {
+        table: &'static str,
+    },
+}
+
+impl Op {
+    fn table(&self) -> &'static str {
+        match self {
+            Op::Put { table, .. } | Op::Delete { table, .. } | Op::Clear { table } => table,
+        }
+    }
 }
 
 /// Writes that commit together or not at all.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Batch {
     ops: Vec<Op>,
+    durable: bool,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            ops: Vec::new(),
+            durable: true,
+        }
+    }
 }
 
 impl Batch {
+    /// A batch whose commit future resolves once it is on disk.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A batch whose commit future resolves once new reads see it, without waiting for an fsync.
+    /// It reaches the disk with the next durable commit (or a clean close); a crash before that
+    /// loses it, so use it only for writes that can be redone from something durable.
+    pub fn non_durable() -> Self {
+        Self {
+            ops: Vec::new(),
+            durable: false,
+        }
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    /// Empties the table; the batch's later puts land in the emptied table (ops apply in order).
+    pub fn clear_table(&mut self, table: &'static str) {
+        self.ops.push(Op::Clear { table });
     }
 
     pub fn put(&mut self, table: &'static str, key: impl Into<Vec<u8>>, value: Vec<u8>) {
@@ -112,8 +165,16 @@ pub enum Direction {
     Reverse,
 }
 
+/// How to open a store file beyond its schema.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// redb's page cache in bytes; `None` keeps redb's default (1 GiB), which is far more than a
+    /// node with many small files wants resident.
+    pub cache_bytes: Option<usize>,
+}
+
 pub struct Store {
-    path: PathBuf,
+    path: Arc<Path>,
     db: Arc<Database>,
     to_writer: Option<mpsc::Sender<Pending>>,
     writer: Option<JoinHandle<()>>,
@@ -128,6 +189,15 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the store file, creating its tables and checking its schema version.
     pub fn open(path: &Path, schema: Schema) -> Result<Self, StoreError> {
+        Self::open_with(path, schema, OpenOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(
+        path: &Path,
+        schema: Schema,
+        options: OpenOptions,
+    ) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: path.to_path_buf(),
             reason,
@@ -135,7 +205,11 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| open_err(e.to_string()))?;
+        let mut builder = Database::builder();
+        if let Some(bytes) = options.cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder.create(path).map_err(|e| open_err(e.to_string()))?;
         let txn = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| open_err(e.to_string()))?;
@@ -174,7 +248,7 @@ impl Store {
             .spawn(move || write_loop(&writer_db, &writer_path, inbox))
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Self {
-            path: path.to_path_buf(),
+            path: Arc::from(path),
             db,
             to_writer: Some(to_writer),
             writer: Some(writer),
@@ -196,7 +270,7 @@ impl Store {
             .as_ref()
             .map(|tx| tx.send(Pending { batch, done }).is_ok())
             .unwrap_or(false);
-        let path = self.path.clone();
+        let path = self.path.to_path_buf();
         async move {
             if !queued {
                 return Err(StoreError::WriterGone(path));
@@ -205,11 +279,19 @@ impl Store {
         }
     }
 
+    /// A consistent view of every table as of now: later commits are not seen through it.
+    /// It holds a redb read transaction, which keeps the pages it sees from being reused: drop
+    /// it when done rather than keeping it for long.
+    pub fn view(&self) -> Result<StoreView, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| io_error(&self.path, e))?;
+        Ok(StoreView {
+            path: self.path.clone(),
+            txn,
+        })
+    }
+
     pub fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
-        let found = t.get(key).map_err(|e| self.io(e))?;
-        Ok(found.map(|v| v.value().to_vec()))
+        self.view()?.get(table, key)
     }
 
     /// Values of several keys, read in one transaction (`None` where a key is absent).
@@ -218,8 +300,74 @@ impl Store {
         table: &'static str,
         keys: &[Vec<u8>],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
+        self.view()?.get_many(table, keys)
+    }
+
+    /// Up to `limit` entries of `table` within the key range, in the given direction.
+    pub fn scan(
+        &self,
+        table: &'static str,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.view()?.scan(table, range, direction, limit)
+    }
+
+    /// Calls `f` for each entry in the range until it returns false; for loads that must not
+    /// hold a whole table in memory twice.
+    pub fn visit(
+        &self,
+        table: &'static str,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        direction: Direction,
+        f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.view()?.visit(table, range, direction, f)
+    }
+
+    /// The greatest key in the table, if any.
+    pub fn last_key(&self, table: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.view()?.last_key(table)
+    }
+
+    pub fn len(&self, table: &'static str) -> Result<u64, StoreError> {
+        self.view()?.len(table)
+    }
+}
+
+/// One point in time of a store, across all its tables (a redb read transaction).
+pub struct StoreView {
+    path: Arc<Path>,
+    txn: ReadTransaction,
+}
+
+impl std::fmt::Debug for StoreView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreView")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl StoreView {
+    pub fn get(&self, table: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(t) = self.table(table)? else {
+            return Ok(None);
+        };
+        let found = t.get(key).map_err(|e| self.io(e))?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+
+    /// Values of several keys (`None` where a key is absent).
+    pub fn get_many(
+        &self,
+        table: &'static str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let Some(t) = self.table(table)? else {
+            return Ok(vec![None; keys.len()]);
+        };
         keys.iter()
             .map(|k| {
                 t.get(k.as_slice())
@@ -257,8 +405,9 @@ impl Store {
         direction: Direction,
         mut f: impl FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
+        let Some(t) = self.table(table)? else {
+            return Ok(());
+        };
         let iter = t.range::<&[u8]>(range).map_err(|e| self.io(e))?;
         let mut step = |entry: Result<_, redb::StorageError>| -> Result<bool, StoreError> {
             let (k, v): (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>) =
@@ -286,23 +435,39 @@ impl Store {
 
     /// The greatest key in the table, if any.
     pub fn last_key(&self, table: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
+        let Some(t) = self.table(table)? else {
+            return Ok(None);
+        };
         let last = t.last().map_err(|e| self.io(e))?;
         Ok(last.map(|(k, _)| k.value().to_vec()))
     }
 
     pub fn len(&self, table: &'static str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.io(e))?;
-        let t = txn.open_table(table_def(table)).map_err(|e| self.io(e))?;
+        let Some(t) = self.table(table)? else {
+            return Ok(0);
+        };
         t.len().map_err(|e| self.io(e))
     }
 
-    fn io(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Io {
-            path: self.path.clone(),
-            reason: e.to_string(),
+    /// The table as of this view; `None` when it has never been created, which reads as empty
+    /// (a table is created by the schema at open or by its first write).
+    fn table(&self, name: &'static str) -> Result<Option<BytesTable>, StoreError> {
+        match self.txn.open_table(table_def(name)) {
+            Ok(t) => Ok(Some(t)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.io(e)),
         }
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> StoreError {
+        io_error(&self.path, e)
+    }
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
     }
 }
 
@@ -316,6 +481,8 @@ impl Drop for Store {
         }
     }
 }
+
+type BytesTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 fn table_def(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
@@ -350,16 +517,30 @@ fn write_loop(db: &Database, path: &Path, inbox: mpsc::Receiver<Pending>) {
 }
 
 fn apply(db: &Database, group: &[Pending]) -> Result<(), String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    // One durable batch makes the whole group durable: its caller waits for the fsync anyway,
+    // and the others only gain from it.
+    let durable = group.iter().any(|p| p.batch.durable);
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(|e| e.to_string())?;
     {
         // Each table is opened once per transaction, not once per write: a group commit
         // carries many writes to the same few tables.
         let mut open: HashMap<&'static str, redb::Table<'_, &'static [u8], &'static [u8]>> =
             HashMap::new();
         for op in group.iter().flat_map(|p| &p.batch.ops) {
-            let name = match op {
-                Op::Put { table, .. } | Op::Delete { table, .. } => *table,
-            };
+            let name = op.table();
+            if let Op::Clear { table } = op {
+                // Deleting the table drops its rows without visiting them; it must not be open
+                // while deleted, and is reopened (created empty) for the ops that follow.
+                open.remove(table);
+                txn.delete_table(table_def(table))
+                    .map_err(|e| e.to_string())?;
+            }
             let t = match open.entry(name) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -374,6 +555,7 @@ fn apply(db: &Database, group: &[Pending]) -> Result<(), String> {
                 Op::Delete { key, .. } => {
                     t.remove(key.as_slice()).map_err(|e| e.to_string())?;
                 }
+                Op::Clear { .. } => {}
             }
         }
     }
@@ -482,6 +664,156 @@ mod tests {
             }
         ));
         assert!(err.to_string().contains("newer"));
+    }
+
+    const CRASH_CHILD_ENV: &str = "TROUPE_STORE_CRASH_CHILD";
+
+    fn put(store: &Store, durable: bool, key: u64) -> impl std::future::Future<Output = ()> {
+        let mut b = if durable {
+            Batch::new()
+        } else {
+            Batch::non_durable()
+        };
+        b.put("items", key::u64(key), vec![key as u8]);
+        let committed = store.commit(b);
+        async move { committed.await.unwrap() }
+    }
+
+    /// The test runs twice: as the parent it starts this test binary again as the child, which
+    /// commits and then dies without closing the file (what kill -9 does to redb), and checks
+    /// what the reopened file holds.
+    #[test]
+    fn a_non_durable_commit_is_persisted_by_a_later_durable_one() {
+        if let Some(path) = std::env::var_os(CRASH_CHILD_ENV) {
+            let store = Store::open(Path::new(&path), SCHEMA).unwrap();
+            futures::executor::block_on(async {
+                put(&store, false, 1).await;
+                put(&store, true, 2).await;
+                put(&store, false, 3).await;
+            });
+            // Visible before the crash, though only in this process's memory.
+            assert_eq!(store.get("items", &key::u64(3)).unwrap(), Some(vec![3]));
+            std::process::abort();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "store::tests::a_non_durable_commit_is_persisted_by_a_later_durable_one",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CRASH_CHILD_ENV, &path)
+            .output()
+            .unwrap();
+        assert!(!child.status.success(), "the child must die, not exit");
+        let store = Store::open_with(
+            &path,
+            SCHEMA,
+            OpenOptions {
+                cache_bytes: Some(1 << 20),
+            },
+        )
+        .unwrap();
+        let has = |k: u64| store.get("items", &key::u64(k)).unwrap().is_some();
+        assert!(has(1), "the durable commit after it persisted commit 1");
+        assert!(has(2), "a durable commit survives the crash");
+        assert!(
+            !has(3),
+            "nothing durable followed commit 3, so the crash lost it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_clear_and_puts_commit_as_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb"), SCHEMA).unwrap();
+        for k in 0..100 {
+            put(&store, true, k).await;
+        }
+        let before = store.view().unwrap();
+
+        let mut b = Batch::new();
+        b.put("items", key::u64(500), vec![0]);
+        b.clear_table("items");
+        b.put("items", key::u64(7), vec![70]);
+        b.put("fresh", b"x".to_vec(), vec![1]);
+        // Queued behind it without waiting, so it likely shares the group transaction: a clear
+        // erases what came before it, never what comes after.
+        let mut after = Batch::non_durable();
+        after.put("items", key::u64(8), vec![80]);
+        let (first, second) = tokio::join!(store.commit(b), store.commit(after));
+        first.unwrap();
+        second.unwrap();
+
+        let all = store
+            .scan(
+                "items",
+                (Bound::Unbounded, Bound::Unbounded),
+                Direction::Forward,
+                usize::MAX,
+            )
+            .unwrap();
+        assert_eq!(
+            all,
+            vec![
+                (key::u64(7).to_vec(), vec![70]),
+                (key::u64(8).to_vec(), vec![80])
+            ]
+        );
+        assert_eq!(store.get("fresh", b"x").unwrap(), Some(vec![1]));
+        assert_eq!(
+            before.len("items").unwrap(),
+            100,
+            "an older view keeps its rows"
+        );
+
+        let mut b = Batch::new();
+        b.clear_table("items");
+        store.commit(b).await.unwrap();
+        assert_eq!(store.len("items").unwrap(), 0);
+        assert_eq!(store.last_key("items").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_view_sees_every_table_as_of_its_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb"), SCHEMA).unwrap();
+        let mut b = Batch::new();
+        b.put("items", key::u64(1), vec![1]);
+        b.put("other", key::u64(1), vec![1]);
+        store.commit(b).await.unwrap();
+
+        let view = store.view().unwrap();
+        let mut b = Batch::non_durable();
+        b.put("items", key::u64(2), vec![2]);
+        b.put("other", key::u64(1), vec![9]);
+        b.put("later", key::u64(1), vec![1]);
+        store.commit(b).await.unwrap();
+
+        assert_eq!(view.get("items", &key::u64(2)).unwrap(), None);
+        assert_eq!(view.get("other", &key::u64(1)).unwrap(), Some(vec![1]));
+        assert_eq!(view.len("items").unwrap(), 1);
+        assert_eq!(view.get("later", &key::u64(1)).unwrap(), None);
+        assert_eq!(
+            view.scan(
+                "later",
+                (Bound::Unbounded, Bound::Unbounded),
+                Direction::Forward,
+                10
+            )
+            .unwrap(),
+            vec![],
+            "a table created after the view reads as empty through it"
+        );
+        let now = store.view().unwrap();
+        assert_eq!(now.get("items", &key::u64(2)).unwrap(), Some(vec![2]));
+        assert_eq!(now.get("other", &key::u64(1)).unwrap(), Some(vec![9]));
+        assert_eq!(
+            now.get_many("later", &[key::u64(1).to_vec(), key::u64(2).to_vec()])
+                .unwrap(),
+            vec![Some(vec![1]), None]
+        );
     }
 
     #[test]
